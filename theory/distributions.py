@@ -1,0 +1,216 @@
+"""The data families of zipfhead: frozen, validated configs named with the papers' symbols.
+
+Glossary (the one place the symbols are defined; every module and CLI flag uses them as spelled here)
+-----------------------------------------------------------------------------------------------------
+Zipf distribution
+    K      number of ranks (classes or tokens), ranks k = 1..K; rank 1 is the most frequent.
+    alpha  Zipf exponent, alpha >= 0 (0 is uniform).
+    q      Zipf-Mandelbrot shift, q >= 0:  p_k = (k + q)^(-alpha) / Z,  Z = sum_k (k + q)^(-alpha).
+
+In-context classification (Reddy 2024, arXiv 2312.03002; Chan et al. 2022, arXiv 2205.05055)
+    K      number of classes, drawn with Zipf(alpha, q) frequencies.
+    N      number of item-label pairs in the context; a sequence is x_1 l_1 ... x_N l_N x_q.
+    D      item dimension. Class means mu_k ~ N(0, I/D); an item of class k is
+           x = (mu_k + eps * eta) / sqrt(1 + eps^2) with eta ~ N(0, I/D).
+    L      number of labels; class k (0-based rank index) carries label k mod L.
+    B      burstiness: a bursty context holds N/B distinct classes, each B times, and the query's class is one
+           of them. B divides N.
+    p_B    fraction of bursty sequences; the others have i.i.d. Zipf context classes and an i.i.d. Zipf query.
+    p_C    fraction of sequences made of novel classes (fresh means, fresh distinct labels), always bursty:
+           they can only be solved in context.
+    eps    within-class noise.
+
+Token streams (Bietti et al. 2023, arXiv 2306.00802, with a parametric marginal)
+    V      vocabulary size; background tokens are i.i.d. Zipf(alpha, q) over V.
+    T      sequence length.
+    n_triggers   trigger tokens per sequence, drawn distinct from ``trigger_dist``; each trigger is always
+           followed by its sequence-specific output token, drawn from ``output_dist`` among the non-triggers.
+
+In-weights memorisation (theory)
+    c      memorisation rate: class k is absorbed at rate c * p_k per unit of training time t.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+
+from theory._validate import check_choice, check_int, check_real
+
+__all__ = ["ClassificationTask", "TokenStreamTask", "Zipf", "config_from_dict", "config_to_dict"]
+
+# Upper bound on K and V: the statistics are documented and tested up to 10^7; 10^8 still fits in memory.
+MAX_RANKS = 10**8
+MAX_ALPHA = 16.0
+
+
+class _Config:
+    """JSON round trip shared by the configs (``to_dict`` / ``from_dict`` / ``to_json``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict, with a ``kind`` key naming its class."""
+        return {"kind": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        """The config as one JSON object (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build and validate a config from :meth:`to_dict`'s output; unknown keys are an error."""
+        data = dict(data)
+        kind = data.pop("kind", cls.__name__)
+        if kind != cls.__name__:
+            raise ValueError(f"kind = {kind!r} is not allowed here: expected {cls.__name__!r}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}: allowed are {sorted(names)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Zipf(_Config):
+    """Zipf-Mandelbrot distribution over ranks k = 1..K: p_k = (k + q)^(-alpha) / Z.
+
+    Args:
+        K: number of ranks, 1 <= K <= 10^8.
+        alpha: exponent, 0 <= alpha <= 16 (0 is uniform).
+        q: shift, 0 <= q <= 10^6.
+    """
+
+    K: int
+    alpha: float = 1.0
+    q: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "K", check_int("K", self.K, 1, MAX_RANKS))
+        object.__setattr__(self, "alpha", check_real("alpha", self.alpha, 0.0, MAX_ALPHA))
+        object.__setattr__(self, "q", check_real("q", self.q, 0.0, 1e6))
+
+    def probs(self) -> np.ndarray:
+        """p_k for k = 1..K, shape (K,), float64, summing to 1 (rank k is index k - 1)."""
+        logw = -self.alpha * np.log(np.arange(1, self.K + 1, dtype=np.float64) + self.q)
+        w = np.exp(logw - logw.max())
+        return w / w.sum()
+
+    def cdf(self) -> np.ndarray:
+        """Cumulative probabilities, shape (K,), float64, last entry exactly 1 (the samplers' inverse-CDF table)."""
+        c = np.cumsum(self.probs())
+        c /= c[-1]
+        c[-1] = 1.0
+        return c
+
+
+@dataclass(frozen=True)
+class ClassificationTask(_Config):
+    """In-context classification task (Reddy 2024; Chan et al. 2022). Symbols: see the module glossary.
+
+    The defaults are a language-like setting: Reddy's sizes (N = 8, D = 63, L = 32), a Zipf(1) class
+    distribution and a mostly bursty stream (p_B = 0.9, Chan et al.'s value).
+    """
+
+    K: int = 512
+    N: int = 8
+    D: int = 63
+    L: int = 32
+    B: int = 2
+    p_B: float = 0.9
+    p_C: float = 0.0
+    eps: float = 0.1
+    alpha: float = 1.0
+    q: float = 0.0
+
+    def __post_init__(self) -> None:
+        # K >= 2: the in-weights evaluation needs a class other than the query's for the context.
+        set_ = object.__setattr__
+        set_(self, "K", check_int("K", self.K, 2, MAX_RANKS))
+        set_(self, "N", check_int("N", self.N, 1, 4096))
+        set_(self, "D", check_int("D", self.D, 1, 65536))
+        set_(self, "L", check_int("L", self.L, 2, 2**31 - 1))
+        set_(self, "B", check_int("B", self.B, 1, self.N))
+        if self.N % self.B:
+            divisors = [b for b in range(1, self.N + 1) if self.N % b == 0]
+            raise ValueError(f"B = {self.B} does not divide N = {self.N}: B must be one of {divisors}")
+        set_(self, "p_B", check_real("p_B", self.p_B, 0.0, 1.0))
+        set_(self, "p_C", check_real("p_C", self.p_C, 0.0, 1.0))
+        set_(self, "eps", check_real("eps", self.eps, 0.0, 1e6))
+        set_(self, "alpha", check_real("alpha", self.alpha, 0.0, MAX_ALPHA))
+        set_(self, "q", check_real("q", self.q, 0.0, 1e6))
+        m = self.N // self.B
+        if m > self.K:
+            raise ValueError(
+                f"N/B = {m} classes per bursty context exceeds K = {self.K}: B must be at least N/K = {self.N / self.K:g}"
+            )
+        if m > self.L:
+            raise ValueError(
+                f"N/B = {m} distinct labels per novel-class context exceeds L = {self.L}: "
+                f"L must be at least N/B = {m}"
+            )
+
+    @property
+    def classes_per_burst(self) -> int:
+        """N/B, the number of distinct classes in a bursty context."""
+        return self.N // self.B
+
+    @property
+    def zipf(self) -> Zipf:
+        """The class distribution Zipf(K, alpha, q)."""
+        return Zipf(self.K, self.alpha, self.q)
+
+
+TOKEN_DISTS = ("zipf", "uniform")
+
+
+@dataclass(frozen=True)
+class TokenStreamTask(_Config):
+    """Token streams with triggers (Bietti et al. 2023) over a Zipf(alpha, q) marginal on V tokens.
+
+    Background tokens are i.i.d. from the marginal (Bietti uses a bigram model; here the marginal is parametric).
+    Each sequence draws ``n_triggers`` distinct trigger tokens from ``trigger_dist`` and, for each, an output
+    token from ``output_dist`` restricted to the non-triggers; a trigger is always followed by its output.
+    Predicting the output after a trigger's second occurrence needs an induction head.
+    """
+
+    V: int = 64
+    T: int = 256
+    alpha: float = 1.0
+    q: float = 0.0
+    n_triggers: int = 1
+    trigger_dist: str = "zipf"
+    output_dist: str = "uniform"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "V", check_int("V", self.V, 2, MAX_RANKS))
+        set_(self, "T", check_int("T", self.T, 2, 1 << 20))
+        set_(self, "alpha", check_real("alpha", self.alpha, 0.0, MAX_ALPHA))
+        set_(self, "q", check_real("q", self.q, 0.0, 1e6))
+        set_(self, "n_triggers", check_int("n_triggers", self.n_triggers, 0, min(self.V - 1, 4096)))
+        set_(self, "trigger_dist", check_choice("trigger_dist", self.trigger_dist, TOKEN_DISTS))
+        set_(self, "output_dist", check_choice("output_dist", self.output_dist, TOKEN_DISTS))
+
+    @property
+    def zipf(self) -> Zipf:
+        """The background marginal Zipf(V, alpha, q)."""
+        return Zipf(self.V, self.alpha, self.q)
+
+
+_KINDS: dict[str, type[_Config]] = {c.__name__: c for c in (Zipf, ClassificationTask, TokenStreamTask)}
+
+
+def config_to_dict(config: _Config) -> dict[str, Any]:
+    """Any zipfhead data config as a JSON-ready dict with a ``kind`` key."""
+    return config.to_dict()
+
+
+def config_from_dict(data: dict[str, Any]) -> _Config:
+    """Inverse of :func:`config_to_dict`: dispatch on ``kind``."""
+    kind = data.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"kind = {kind!r} is not allowed: kind must be one of {', '.join(_KINDS)}")
+    return _KINDS[kind].from_dict(data)
