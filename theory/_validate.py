@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_int", "check_real", "check_choice", "check_seed"]
+__all__ = ["check_choice", "check_int", "check_real", "check_seed"]
 
 
 def check_int(name: str, value: object, low: int, high: int | None = None) -> int:

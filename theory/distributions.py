@@ -144,12 +144,12 @@ class ClassificationTask(_Config):
         m = self.N // self.B
         if m > self.K:
             raise ValueError(
-                f"N/B = {m} classes per bursty context exceeds K = {self.K}: B must be at least N/K = {self.N / self.K:g}"
+                f"N/B = {m} classes per bursty context exceeds K = {self.K}: "
+                f"B must be at least N/K = {self.N / self.K:g}"
             )
         if m > self.L:
             raise ValueError(
-                f"N/B = {m} distinct labels per novel-class context exceeds L = {self.L}: "
-                f"L must be at least N/B = {m}"
+                f"N/B = {m} distinct labels per novel-class context exceeds L = {self.L}: L must be at least N/B = {m}"
             )
 
     @property

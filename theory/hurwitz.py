@@ -76,11 +76,11 @@ def tail_power_sum(
     Returns:
         (value, bound), both shaped like ``s``: the sum and a bound on its Euler-Maclaurin truncation error.
     """
-    s, la, lb, w_lo, w_hi = _ends(s, a_lo, a_hi, log_scale)
+    s, _, _, w_lo, w_hi = _ends(s, a_lo, a_hi, log_scale)
     if a_hi == a_lo:
         zero = np.zeros_like(s)
         return zero, zero
-    delta = lb - la
+    delta = np.log1p((a_hi - a_lo) / a_lo)  # ln(a_hi / a_lo) without the cancellation of lb - la
     lead = w_lo * a_lo * delta * _phi((1.0 - s) * delta)
     value = lead + w_lo * _C(s, a_lo) - w_hi * _C(s, a_hi)
     bound = np.abs(w_lo * _NEXT(s, a_lo)) + np.abs(w_hi * _NEXT(s, a_hi))
@@ -100,7 +100,7 @@ def tail_log_power_sum(
     if a_hi == a_lo:
         zero = np.zeros_like(s)
         return zero, zero
-    delta = lb - la
+    delta = np.log1p((a_hi - a_lo) / a_lo)  # ln(a_hi / a_lo) without the cancellation of lb - la
     u = 1.0 - s
     # d/du [a_lo^u Delta phi(u Delta)] with a_lo^u = a_lo * a_lo^-s.
     lead = w_lo * a_lo * delta * (la * _phi(u * delta) + delta * _dphi(u * delta))

@@ -23,8 +23,8 @@ from functools import cache
 import sympy as sp
 
 __all__ = [
-    "POW",
     "EXP",
+    "POW",
     "STATISTICS",
     "SUMMANDS",
     "Term",
@@ -151,7 +151,9 @@ def summand_terms(name: str) -> tuple[Term, ...]:
                 j += int(exponent)
             elif base == 1 - p and not exponent.has(p):
                 kind, y = POW, y + exponent
-            elif isinstance(factor, sp.exp) and (factor.args[0] / p).is_polynomial(p) and not (factor.args[0] / p).has(p):
+            elif (
+                isinstance(factor, sp.exp) and (factor.args[0] / p).is_polynomial(p) and not (factor.args[0] / p).has(p)
+            ):
                 kind, y = EXP, -factor.args[0] / p
             else:
                 raise ValueError(f"summand {name!r}: factor {factor} is not of the form p^j, (1-p)^y or exp(-y p)")

@@ -1,0 +1,26 @@
+"""Strict numerics for every test, and the hypothesis profiles.
+
+Profiles: ``ci`` (the default under CI=true or HYPOTHESIS_PROFILE=ci) and ``dev``. Both set deadline=None:
+the first call of a Numba kernel compiles, which would trip any deadline.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", deadline=None, max_examples=40, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _strict_numpy():
+    """Floating-point trouble (overflow, invalid, division by zero) is an error, not a warning."""
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        yield

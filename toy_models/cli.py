@@ -1,0 +1,215 @@
+"""The ``zipfhead`` command line.
+
+Distribution parameters are spelled as the papers' symbols in every command (``--K``, ``--N``, ``--alpha``,
+``--q``, ``--B``, ``--p_B``, ``--p_C``, ``--eps``, ``--D``, ``--L``, ``--V``, ``--T``); ``--p-B`` style aliases
+are accepted. Bad input prints one line ``zipfhead: error: ...`` and exits with status 2.
+
+Subcommands import what they need when they run, so ``zipfhead stats`` never loads JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"zipfhead: error: {message}\n")
+
+
+# --- shared flags ----------------------------------------------------------------------------------------
+_CLASSIFICATION_FLAGS = ("K", "N", "D", "L", "B", "p_B", "p_C", "eps", "alpha", "q")
+_TOKEN_FLAGS = ("V", "T", "alpha", "q", "n_triggers", "trigger_dist", "output_dist")
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, kind: type, help_: str) -> None:
+    spellings = [f"--{name}"]
+    if "_" in name:
+        spellings.append(f"--{name.replace('_', '-')}")
+    parser.add_argument(*spellings, dest=name, type=kind, default=None, help=help_)
+
+
+def add_distribution_flags(parser: argparse.ArgumentParser) -> None:
+    """The distribution flags shared by every command (defaults: the configs' own)."""
+    g = parser.add_argument_group("distribution (symbols of the glossary in theory.distributions)")
+    _flag(g, "K", int, "number of classes (classification) [512]")
+    _flag(g, "N", int, "context item-label pairs [8]")
+    _flag(g, "D", int, "item dimension [63]")
+    _flag(g, "L", int, "number of labels [32]")
+    _flag(g, "B", int, "burstiness: copies of each class in a bursty context, divides N [2]")
+    _flag(g, "p_B", float, "fraction of bursty sequences [0.9]")
+    _flag(g, "p_C", float, "fraction of novel-class sequences [0]")
+    _flag(g, "eps", float, "within-class noise [0.1]")
+    _flag(g, "alpha", float, "Zipf exponent, >= 0 [1]")
+    _flag(g, "q", float, "Zipf-Mandelbrot shift, >= 0 [0]")
+    _flag(g, "V", int, "token-stream vocabulary size [64]")
+    _flag(g, "T", int, "token-stream length [256]")
+    _flag(g, "n_triggers", int, "triggers per token stream [1]")
+    _flag(g, "trigger_dist", str, "trigger distribution: zipf or uniform [zipf]")
+    _flag(g, "output_dist", str, "output-token distribution: zipf or uniform [uniform]")
+
+
+def tasks_from_args(args: argparse.Namespace):
+    """(ClassificationTask, TokenStreamTask) from the flags; unset flags keep the configs' defaults."""
+    from theory.distributions import ClassificationTask, TokenStreamTask
+
+    def pick(names: Sequence[str]) -> dict[str, Any]:
+        return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+    return ClassificationTask(**pick(_CLASSIFICATION_FLAGS)), TokenStreamTask(**pick(_TOKEN_FLAGS))
+
+
+# --- zipfhead stats ----------------------------------------------------------------------------------------
+_ROWS: list[tuple[str, str, str]] = [
+    # (section, key, description)
+    ("Zipf class distribution", "normaliser", "normaliser Z = sum_k (k+q)^-alpha"),
+    ("Zipf class distribution", "entropy_nats", "entropy (nats)"),
+    ("Zipf class distribution", "mean_rank", "mean rank E[k]"),
+    ("In-context classification", "p_bursty", "P(bursty context) = p_C + (1-p_C) p_B"),
+    ("In-context classification", "p_query_in_context", "P(query's class in context), training mixture"),
+    ("In-context classification", "p_query_in_context_iid", "  ... i.i.d. contexts"),
+    ("In-context classification", "expected_distinct", "E[distinct classes in context], mixture"),
+    ("In-context classification", "expected_distinct_iid", "  ... i.i.d. contexts"),
+    (
+        "In-context classification",
+        "expected_query_occurrences",
+        "E[context items of the query's class], mixture",
+    ),
+    ("In-context classification", "expected_query_occurrences_iid", "  ... i.i.d. contexts"),
+    ("Token streams", "token_entropy_nats", "entropy of the token marginal (nats)"),
+    ("Token streams", "p_seen_before", "P(token at position T occurred earlier), background"),
+    ("Token streams", "p_trigger_repeat", "P(a trigger occurs twice before T): induction signal"),
+    ("In-weights memorisation", "unmemorised_mass", "U(t; c) = sum_k p_k exp(-c p_k t)"),
+    ("In-weights memorisation", "unmemorised_integral", "int_0^t U(s; c) ds"),
+    ("In-weights memorisation", "unmemorised_integral_limit", "int_0^inf U ds = K / c"),
+]
+
+
+def _format_table(values: dict[str, float], header: str) -> str:
+    lines = [header, ""]
+    section = None
+    for sec, key, desc in _ROWS:
+        if sec != section:
+            if section is not None:
+                lines.append("")
+            lines.append(sec)
+            lines.append("-" * len(sec))
+            section = sec
+        lines.append(f"  {desc:<52} {key:<32} {values[key]:.10g}")
+    return "\n".join(lines)
+
+
+def _symbolic(latex: bool) -> str:
+    import sympy as sp
+
+    from theory import symbolic as sym
+
+    out = []
+    for name, expr in sym.STATISTICS.items():
+        body = sp.latex(expr) if latex else sp.sstr(expr)
+        out.append(f"{name} = {body}")
+    out.append(f"Z = {sp.latex(sym.normaliser_sum) if latex else sp.sstr(sym.normaliser_sum)}")
+    return "\n".join(out)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    if args.symbolic or args.latex:
+        print(_symbolic(args.latex))
+        return 0
+    from theory.statistics import all_statistics
+
+    cls_task, tok_task = tasks_from_args(args)
+    values = all_statistics(cls_task, tok_task, c=args.c, t=args.t, method=args.method)
+    if args.json:
+        payload = {
+            **values,
+            "method": args.method,
+            "classification_task": cls_task.to_dict(),
+            "token_task": tok_task.to_dict(),
+            "c": args.c,
+            "t": args.t,
+        }
+        print(json.dumps(payload, sort_keys=True))
+        return 0
+    c = cls_task
+    header = (
+        f"zipfhead stats ({args.method}): K={c.K} alpha={c.alpha:g} q={c.q:g} N={c.N} B={c.B} p_B={c.p_B:g} "
+        f"p_C={c.p_C:g} | V={tok_task.V} T={tok_task.T} triggers={tok_task.n_triggers} "
+        f"({tok_task.trigger_dist}) | c={args.c:g} t={args.t:g}"
+    )
+    print(_format_table(values, header))
+    return 0
+
+
+# --- zipfhead bench --------------------------------------------------------------------------------------
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from theory.bench import bench_samplers, bench_statistics
+
+    n_seqs, K, repeats = (20_000, 10**5, 2) if args.quick else (200_000, 10**6, 5)
+    samplers = bench_samplers(n_seqs=n_seqs, repeats=repeats)
+    stats = bench_statistics(K=K, repeats=repeats)
+    if args.json:
+        print(json.dumps({"samplers": samplers, "statistics": stats, "n_seqs": n_seqs}, sort_keys=True))
+        return 0
+    print(f"Samplers ({n_seqs} sequences; positions per second; median of {repeats})")
+    print(f"  {'sampler':<38} {'numba':>10} {'numpy':>10} {'python':>10} {'x numpy':>8} {'x python':>9}")
+    for r in samplers:
+        py = "-" if r["python_positions_per_s"] is None else f"{r['python_positions_per_s']:.3g}"
+        xpy = "-" if r["speedup_vs_python"] is None else f"{r['speedup_vs_python']:.1f}"
+        print(
+            f"  {r['sampler']:<38} {r['numba_positions_per_s']:>10.3g} {r['numpy_positions_per_s']:>10.3g} "
+            f"{py:>10} {r['speedup_vs_numpy']:>8.2f} {xpy:>9}"
+        )
+    print(f"\nStatistics at K = {K} (milliseconds per evaluation; exact includes the normaliser)")
+    print(f"  {'statistic':<28} {'exact':>8} {'asymptotic':>11}")
+    for r in stats:
+        print(f"  {r['statistic']:<28} {r['exact_ms']:>8.2f} {r['asymptotic_ms']:>11.2f}")
+    return 0
+
+
+# --- entry point -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``zipfhead`` parser (exposed for tests and documentation)."""
+    parser = _Parser(prog="zipfhead", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    stats = sub.add_parser("stats", help="exact statistics of a Zipfian data distribution")
+    add_distribution_flags(stats)
+    g = stats.add_argument_group("memorisation")
+    g.add_argument("--c", type=float, default=1.0, help="memorisation rate per unit time [1]")
+    g.add_argument("--t", type=float, default=1000.0, help="time (training steps) for U(t; c) [1000]")
+    stats.add_argument("--method", choices=("exact", "asymptotic", "reference"), default="exact")
+    out = stats.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    out.add_argument("--symbolic", action="store_true", help="print the sympy expressions")
+    out.add_argument("--latex", action="store_true", help="print the expressions as LaTeX")
+    stats.set_defaults(func=_cmd_stats)
+
+    bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
+    bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``zipfhead``; returns the exit status (0, or 2 for bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as err:
+        print(f"zipfhead: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
