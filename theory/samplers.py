@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from theory._rng import categorical, normal_pair, randint, stream, uniform
+from theory._rng import categorical, normal, randint, stream, uniform
 from theory._validate import check_choice, check_int, check_seed
 from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 
@@ -86,11 +86,9 @@ def _class_means_kernel(seed, out):  # pragma: no cover - compiled
     sd = 1.0 / math.sqrt(D)
     for k in prange(K):
         st = stream(seed, np.uint64(k))
-        for d in range(0, D, 2):
-            st, z0, z1 = normal_pair(st)
-            out[k, d] = z0 * sd
-            if d + 1 < D:
-                out[k, d + 1] = z1 * sd
+        for d in range(D):
+            st, z = normal(st)
+            out[k, d] = z * sd
 
 
 def class_means(task: ClassificationTask, seed: int) -> np.ndarray:
@@ -200,19 +198,15 @@ def _classification_kernel(
                 if c < 0:
                     # A novel class's mean is a function of (seed, sequence, class), regenerated for each
                     # copy, so that no scratch memory is needed.
-                    mst = stream(seed ^ _NOVEL_SALT, index * np.uint64(m) + np.uint64(-1 - c))
-                for d in range(0, D, 2):
+                    mst = stream(stream(seed ^ _NOVEL_SALT, index), np.uint64(-1 - c))
+                for d in range(D):
                     if c < 0:
-                        mst, mu0, mu1 = normal_pair(mst)
-                        mu0 *= sd
-                        mu1 *= sd
+                        mst, mu = normal(mst)
+                        mu *= sd
                     else:
-                        mu0 = means[c, d]
-                        mu1 = means[c, d + 1] if d + 1 < D else 0.0
-                    st, z0, z1 = normal_pair(st)
-                    items[i, s, d] = (mu0 + eps * sd * z0) * scale
-                    if d + 1 < D:
-                        items[i, s, d + 1] = (mu1 + eps * sd * z1) * scale
+                        mu = means[c, d]
+                    st, z = normal(st)
+                    items[i, s, d] = (mu + eps * sd * z) * scale
 
 
 def sample_classification(
@@ -252,6 +246,19 @@ def sample_classification(
     means = np.ascontiguousarray(means, dtype=np.float32)
     if means.shape != (task.K, task.D):
         raise ValueError(f"means has shape {means.shape}: expected (K, D) = {(task.K, task.D)}")
+    cdf = task.zipf.cdf()
+    support = _support(cdf)
+    needs_distinct = kind == "swap" or (kind == "train" and task.p_B > 0 and task.p_C < 1)
+    if needs_distinct and task.classes_per_burst > support:
+        raise ValueError(
+            f"N/B = {task.classes_per_burst} distinct classes per bursty context, but only {support} of the "
+            f"K = {task.K} classes have a probability above float64 resolution at alpha = {task.alpha:g}: "
+            f"N/B must be at most {support} (or lower alpha)"
+        )
+    if kind == "iwl" and support < 2:
+        raise ValueError(
+            f"alpha = {task.alpha:g} leaves a single class with non-zero probability: the iwl set needs two"
+        )
     S, N = n_seqs, task.N
     labels = np.empty((S, N + 1), dtype=np.int32)
     classes = np.empty((S, N + 1), dtype=np.int32)
@@ -259,7 +266,7 @@ def sample_classification(
     novel = np.empty(S, dtype=np.bool_)
     items = np.empty((S, N + 1, task.D) if with_items else (0, 0, task.D), dtype=np.float32)
     _classification_kernel(
-        task.zipf.cdf(),
+        cdf,
         means,
         N,
         task.B,
@@ -330,6 +337,11 @@ def _token_cdf(V: int, dist: str, zipf: Zipf) -> np.ndarray:
     return zipf.cdf() if dist == "zipf" else Zipf(V, 0.0).cdf()
 
 
+def _support(cdf: np.ndarray) -> int:
+    """Number of entries an inverse-CDF table can return (probabilities below float64 resolution cannot)."""
+    return int(np.count_nonzero(np.diff(cdf, prepend=0.0) > 0))
+
+
 def sample_token_streams(task: TokenStreamTask, n_seqs: int, seed: int, *, offset: int = 0) -> TokenBatch:
     """Draw ``n_seqs`` token streams with triggers (see :class:`TokenStreamTask`).
 
@@ -345,10 +357,20 @@ def sample_token_streams(task: TokenStreamTask, n_seqs: int, seed: int, *, offse
     outputs = np.empty((S, n), dtype=np.int32)
     first_seen = np.empty((S, n), dtype=np.int64)
     induction = np.empty((S, T), dtype=np.bool_)
+    trigger_cdf = _token_cdf(task.V, task.trigger_dist, zipf)
+    output_cdf = _token_cdf(task.V, task.output_dist, zipf)
+    # Rejection sampling of distinct triggers, and of outputs outside the triggers, must be able to succeed.
+    limit = min(_support(trigger_cdf), _support(output_cdf) - 1)
+    if n > limit:
+        raise ValueError(
+            f"n_triggers = {n} is out of range for alpha = {task.alpha:g}: only {_support(trigger_cdf)} trigger and "
+            f"{_support(output_cdf)} output tokens have a probability above float64 resolution, so n_triggers "
+            f"must be at most {limit}"
+        )
     _token_kernel(
         zipf.cdf(),
-        _token_cdf(task.V, task.trigger_dist, zipf),
-        _token_cdf(task.V, task.output_dist, zipf),
+        trigger_cdf,
+        output_cdf,
         np.uint64(check_seed(seed)),
         offset,
         tokens,

@@ -1,0 +1,336 @@
+"""Plain-Python reference twins of :mod:`theory._rng` and the Numba kernels of :mod:`theory.samplers`.
+
+Everything here is written for clarity, not speed: uint64 arithmetic is done on Python ints masked to 64 bits,
+the transcendental functions come from :mod:`math`, and each sequence is built with lists. Every twin draws its
+random numbers in exactly the order of the Numba kernel, so the outputs must be identical (float items up to
+the last ulp of libm). numpy is used only to turn the finished lists into arrays of the wrappers' dtypes.
+
+The inverse-CDF tables themselves (``Zipf.cdf()``) are inputs of the kernels, not part of them, so the twins
+take them from :mod:`theory.distributions` as the wrappers do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from theory._rng import ZIG_F, ZIG_K, ZIG_R, ZIG_W
+from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+
+MASK64 = 0xFFFFFFFFFFFFFFFF
+GOLDEN = 0x9E3779B97F4A7C15
+M1 = 0xBF58476D1CE4E5B9
+M2 = 0x94D049BB133111EB
+TWO_M53 = 2.0**-53
+
+NOVEL_SALT = 0x6E6F76656C6D7573
+KINDS = ("train", "icl", "swap", "iwl")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The generator (SplitMix64, counter based). A state is a Python int in [0, 2^64).
+# --------------------------------------------------------------------------------------------------------------
+
+
+def mix64(z: int) -> int:
+    """SplitMix64's finaliser on a 64-bit int."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * M1) & MASK64
+    z = ((z ^ (z >> 27)) * M2) & MASK64
+    return z ^ (z >> 31)
+
+
+def stream(seed: int, index: int) -> int:
+    """Initial state of stream ``index`` under ``seed`` (both taken mod 2^64)."""
+    return mix64(mix64((seed + GOLDEN) & MASK64) ^ ((index * GOLDEN) & MASK64))
+
+
+def next_u64(state: int) -> tuple[int, int]:
+    """Advance the counter by the golden gamma and return (new state, its mix)."""
+    state = (state + GOLDEN) & MASK64
+    return state, mix64(state)
+
+
+def uniform(state: int) -> tuple[int, float]:
+    """A float in [0, 1): the top 53 bits of a draw, times 2^-53 (exact)."""
+    state, z = next_u64(state)
+    return state, float(z >> 11) * TWO_M53
+
+
+def randint(state: int, n: int) -> tuple[int, int]:
+    """An int in [0, n): floor(u * n), clipped to n - 1."""
+    state, u = uniform(state)
+    return state, min(int(u * n), n - 1)
+
+
+def _signed_draw(state: int) -> tuple[int, float, int]:
+    """hz uniform on the integers of [-2^52, 2^52) (bits 11..63) and a layer index iz (bits 0..6)."""
+    state, z = next_u64(state)
+    return state, float(z >> 11) - 2.0**52, z & 127
+
+
+def normal(state: int) -> tuple[int, float]:
+    """A standard normal by the 128-layer ziggurat (tables from theory._rng, an input like a CDF table)."""
+    state, hz, iz = _signed_draw(state)
+    while True:
+        if abs(hz) < ZIG_K[iz]:  # inside the layer's rectangle: accept
+            return state, hz * ZIG_W[iz]
+        x = hz * ZIG_W[iz]
+        if iz == 0:  # base layer, beyond the edge R: exponential rejection from the tail
+            while True:
+                state, u1 = uniform(state)
+                state, u2 = uniform(state)
+                x = -math.log(1.0 - u1) / ZIG_R
+                y = -math.log(1.0 - u2)
+                if y + y >= x * x:
+                    break
+            return state, (ZIG_R + x) if hz > 0 else -(ZIG_R + x)
+        state, u = uniform(state)
+        if ZIG_F[iz] + u * (ZIG_F[iz - 1] - ZIG_F[iz]) < math.exp(-0.5 * x * x):  # under the density
+            return state, x
+        state, hz, iz = _signed_draw(state)
+
+
+def categorical(state: int, cdf: list[float]) -> tuple[int, int]:
+    """The first index k with u < cdf[k] (``bisect_right`` finds it in a non-decreasing table)."""
+    state, u = uniform(state)
+    return state, bisect.bisect_right(cdf, u)
+
+
+def draw_distinct(state: int, cdf: list[float], taken: list[int]) -> tuple[int, int]:
+    """Draw from ``cdf`` until the result is not in ``taken`` (one categorical draw per try)."""
+    while True:
+        state, c = categorical(state, cdf)
+        if c not in taken:
+            return state, c
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Classification.
+# --------------------------------------------------------------------------------------------------------------
+
+
+class NaiveClassificationBatch(NamedTuple):
+    """Same fields, shapes and dtypes as :class:`theory.samplers.ClassificationBatch`."""
+
+    items: np.ndarray | None
+    labels: np.ndarray
+    classes: np.ndarray
+    bursty: np.ndarray
+    novel: np.ndarray
+
+
+def naive_class_means(task: ClassificationTask, seed: int) -> np.ndarray:
+    """Twin of ``class_means``: row k is D normals from ``stream(seed, k)``, times 1/sqrt(D), as float32."""
+    K, D = task.K, task.D
+    sd = 1.0 / math.sqrt(D)
+    rows = []
+    for k in range(K):
+        state = stream(seed, k)
+        row: list[float] = []
+        for _ in range(D):
+            state, z = normal(state)
+            row.append(z * sd)
+        rows.append(row)
+    return np.array(rows, dtype=np.float32).reshape(K, D)
+
+
+def _bursty_context(state, task, kind, is_novel, cdf):
+    """The m = N/B distinct (class, label) pairs, the query's pair, and the shuffled context of N pairs."""
+    N, B, L = task.N, task.B, task.L
+    m = N // B
+    classes: list[int] = []
+    labels: list[int] = []
+    for j in range(m):
+        if is_novel:
+            c = -1 - j
+        else:
+            state, c = draw_distinct(state, cdf, classes)
+        if is_novel or kind == "swap":
+            # Fresh labels, distinct within the sequence; under swap also not the class's own label.
+            while True:
+                state, lab = randint(state, L)
+                if lab not in labels and not (kind == "swap" and lab == c % L):
+                    break
+        else:
+            lab = c % L
+        classes.append(c)
+        labels.append(lab)
+    state, qj = randint(state, m)
+    query = (classes[qj], labels[qj])
+    # B consecutive copies of each pair, then a Fisher-Yates shuffle of the N context positions.
+    context = [(classes[s // B], labels[s // B]) for s in range(N)]
+    for s in range(N - 1, 0, -1):
+        state, r = randint(state, s + 1)
+        context[s], context[r] = context[r], context[s]
+    return state, context, query
+
+
+def _classification_sequence(task, means, cdf, kind, seed, index, with_items):
+    """One sequence: (classes, labels, bursty, novel, items), items a list of N+1 rows (empty if not asked)."""
+    N, L, D = task.N, task.L, task.D
+    state = stream(seed, index)
+    state, u_novel = uniform(state)
+    state, u_burst = uniform(state)  # drawn for every kind, used by train only
+    if kind == "train":
+        is_novel = u_novel < task.p_C
+        is_bursty = is_novel or u_burst < task.p_B
+    else:
+        is_novel = kind == "icl"
+        is_bursty = kind != "iwl"
+
+    if is_bursty:
+        state, context, query = _bursty_context(state, task, kind, is_novel, cdf)
+        classes = [c for c, _ in context] + [query[0]]
+        labels = [lab for _, lab in context] + [query[1]]
+    else:
+        classes = []
+        if kind == "iwl":
+            state, qc = categorical(state, cdf)  # the query first, then a context avoiding its class
+            for _ in range(N):
+                while True:
+                    state, c = categorical(state, cdf)
+                    if c != qc:
+                        break
+                classes.append(c)
+            classes.append(qc)
+        else:
+            for _ in range(N + 1):
+                state, c = categorical(state, cdf)
+                classes.append(c)
+        labels = [c % L for c in classes]
+
+    items: list[list[float]] = []
+    if with_items:
+        sd = 1.0 / math.sqrt(D)
+        scale = 1.0 / math.sqrt(1.0 + task.eps * task.eps)
+        for c in classes:
+            if c < 0:
+                # A novel class's mean comes from its own stream, restarted for every copy.
+                mean_state = stream(stream(seed ^ NOVEL_SALT, index), -1 - c)
+            row: list[float] = []
+            for d in range(D):
+                if c < 0:
+                    mean_state, mu = normal(mean_state)
+                    mu *= sd
+                else:
+                    mu = means[c][d]
+                state, z = normal(state)
+                row.append((mu + task.eps * sd * z) * scale)
+            items.append(row)
+    return classes, labels, is_bursty, is_novel, items
+
+
+def naive_sample_classification(
+    task: ClassificationTask,
+    means: np.ndarray,
+    n_seqs: int,
+    seed: int,
+    kind: str = "train",
+    offset: int = 0,
+    with_items: bool = True,
+) -> NaiveClassificationBatch:
+    """Twin of ``sample_classification`` (no input validation): sequence i uses ``stream(seed, offset + i)``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind = {kind!r}: expected one of {KINDS}")
+    cdf = task.zipf.cdf().tolist()
+    mean_rows = np.asarray(means, dtype=np.float32).tolist()  # float32 -> Python float is exact
+    rows = [_classification_sequence(task, mean_rows, cdf, kind, seed, offset + i, with_items) for i in range(n_seqs)]
+    classes = np.array([r[0] for r in rows], dtype=np.int32).reshape(n_seqs, task.N + 1)
+    labels = np.array([r[1] for r in rows], dtype=np.int32).reshape(n_seqs, task.N + 1)
+    bursty = np.array([r[2] for r in rows], dtype=np.bool_)
+    novel = np.array([r[3] for r in rows], dtype=np.bool_)
+    items = None
+    if with_items:
+        items = np.array([r[4] for r in rows], dtype=np.float32).reshape(n_seqs, task.N + 1, task.D)
+    return NaiveClassificationBatch(items, labels, classes, bursty, novel)
+
+
+def naive_sample_classes(
+    task: ClassificationTask, n_seqs: int, seed: int, kind: str = "train", offset: int = 0
+) -> NaiveClassificationBatch:
+    """Twin of ``sample_classes``: class ids and labels only."""
+    means = np.zeros((task.K, task.D), dtype=np.float32)
+    return naive_sample_classification(task, means, n_seqs, seed, kind, offset=offset, with_items=False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Token streams and repeated tokens.
+# --------------------------------------------------------------------------------------------------------------
+
+
+class NaiveTokenBatch(NamedTuple):
+    """Same fields, shapes and dtypes as :class:`theory.samplers.TokenBatch`."""
+
+    tokens: np.ndarray
+    triggers: np.ndarray
+    outputs: np.ndarray
+    induction: np.ndarray
+
+
+def _dist_cdf(V: int, dist: str, zipf: Zipf) -> list[float]:
+    """The table a trigger or output is drawn from: the task's Zipf marginal, or uniform over V."""
+    return (zipf.cdf() if dist == "zipf" else Zipf(V, 0.0).cdf()).tolist()
+
+
+def _token_sequence(task, cdf, trigger_cdf, output_cdf, seed, index):
+    """One stream: (tokens, triggers, outputs, induction) as lists."""
+    n = task.n_triggers
+    state = stream(seed, index)
+    triggers: list[int] = []
+    for _ in range(n):
+        state, c = draw_distinct(state, trigger_cdf, triggers)
+        triggers.append(c)
+    outputs: list[int] = []
+    for _ in range(n):
+        state, c = draw_distinct(state, output_cdf, triggers)  # outputs avoid the triggers (not each other)
+        outputs.append(c)
+    output_of = dict(zip(triggers, outputs, strict=True))
+
+    tokens: list[int] = []
+    induction: list[bool] = []
+    seen_before_prev: set[int] = set()  # tokens at positions < t - 1
+    for t in range(task.T):
+        prev = tokens[t - 1] if t > 0 else None
+        if prev in output_of:
+            tokens.append(output_of[prev])
+            induction.append(prev in seen_before_prev)
+        else:
+            state, tok = categorical(state, cdf)
+            tokens.append(tok)
+            induction.append(False)
+        if t > 0:
+            seen_before_prev.add(prev)
+    return tokens, triggers, outputs, induction
+
+
+def naive_sample_token_streams(task: TokenStreamTask, n_seqs: int, seed: int, offset: int = 0) -> NaiveTokenBatch:
+    """Twin of ``sample_token_streams``: sequence i uses ``stream(seed, offset + i)``."""
+    zipf = task.zipf
+    cdf = zipf.cdf().tolist()
+    trigger_cdf = _dist_cdf(task.V, task.trigger_dist, zipf)
+    output_cdf = _dist_cdf(task.V, task.output_dist, zipf)
+    rows = [_token_sequence(task, cdf, trigger_cdf, output_cdf, seed, offset + i) for i in range(n_seqs)]
+    n, T = task.n_triggers, task.T
+    return NaiveTokenBatch(
+        np.array([r[0] for r in rows], dtype=np.int32).reshape(n_seqs, T),
+        np.array([r[1] for r in rows], dtype=np.int32).reshape(n_seqs, n),
+        np.array([r[2] for r in rows], dtype=np.int32).reshape(n_seqs, n),
+        np.array([r[3] for r in rows], dtype=np.bool_).reshape(n_seqs, T),
+    )
+
+
+def naive_sample_repeated_tokens(V: int, R: int, n_seqs: int, seed: int, offset: int = 0) -> np.ndarray:
+    """Twin of ``sample_repeated_tokens``: R uniform tokens from ``stream(seed, offset + i)``, then the same R."""
+    rows = []
+    for i in range(n_seqs):
+        state = stream(seed, offset + i)
+        half = []
+        for _ in range(R):
+            state, c = randint(state, V)
+            half.append(c)
+        rows.append(half + half)
+    return np.array(rows, dtype=np.int32).reshape(n_seqs, 2 * R)

@@ -1,0 +1,105 @@
+"""The ``zipfhead`` command line: the issue's headline check, tables, JSON, symbolic output and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from theory.distributions import ClassificationTask
+from theory.samplers import sample_classes
+from toy_models.cli import main
+
+ZIPFHEAD = [sys.executable, "-m", "toy_models.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*ZIPFHEAD, *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_stats_json_p_query_in_context_agrees_with_monte_carlo():
+    """`zipfhead stats --K 512 --alpha 1 --N 8 --json` against the sampler, within 5 binomial standard errors.
+
+    The command runs as a user would run it (a subprocess); the Monte Carlo uses the same task (the CLI's
+    defaults for the other parameters, read back from the JSON's own record of the task).
+    """
+    out = run("stats", "--K", "512", "--alpha", "1", "--N", "8", "--json")
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    predicted = payload["p_query_in_context"]
+    task = ClassificationTask.from_dict(payload["classification_task"])
+    assert (task.K, task.alpha, task.N) == (512, 1.0, 8)
+    n = 400_000
+    batch = sample_classes(task, n, seed=20261129)
+    hits = (batch.classes[:, :-1] == batch.classes[:, -1:]).any(axis=1)
+    se = math.sqrt(predicted * (1 - predicted) / n)
+    assert abs(hits.mean() - predicted) < 5 * se
+    for key in ("p_query_in_context", "entropy_nats", "expected_distinct", "normaliser"):
+        assert isinstance(payload[key], float)
+
+
+def test_stats_table_is_readable(capsys):
+    """The default table names each quantity once and prints finite numbers."""
+    assert main(["stats"]) == 0
+    text = capsys.readouterr().out
+    for key in ("normaliser", "entropy_nats", "p_query_in_context", "expected_distinct", "p_trigger_repeat"):
+        assert key in text
+    numbers = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("  ")]
+    assert numbers and all(np.isfinite(numbers))
+
+
+def test_hyphenated_aliases_and_methods_agree(capsys):
+    """--p-B is --p_B; the exact and asymptotic methods print the same numbers to 1e-10."""
+    main(["stats", "--p-B", "0.25", "--alpha", "1.3", "--json"])
+    exact = json.loads(capsys.readouterr().out)
+    main(["stats", "--p_B", "0.25", "--alpha", "1.3", "--json", "--method", "asymptotic"])
+    asym = json.loads(capsys.readouterr().out)
+    assert exact["classification_task"]["p_B"] == 0.25
+    for key in ("p_query_in_context", "expected_distinct", "unmemorised_mass", "p_trigger_repeat"):
+        assert asym[key] == pytest.approx(exact[key], rel=1e-10)
+
+
+def test_symbolic_and_latex(capsys):
+    """--symbolic prints sympy expressions; --latex prints LaTeX."""
+    assert main(["stats", "--symbolic"]) == 0
+    assert "Sum(" in capsys.readouterr().out
+    assert main(["stats", "--latex"]) == 0
+    assert "\\sum" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["stats", "--K", "0"], "K = 0"),
+        (["stats", "--alpha", "-1"], "alpha = -1.0"),
+        (["stats", "--alpha", "nan"], "alpha = nan"),
+        (["stats", "--B", "3"], "B = 3"),
+        (["stats", "--p_B", "1.5"], "p_B = 1.5"),
+        (["stats", "--L", "1"], "L = 1"),
+        (["stats", "--T", "1"], "T = 1"),
+        (["stats", "--K", "ten"], "--K"),
+        (["stats", "--c", "0"], "c = 0.0"),
+        (["nonsense"], "nonsense"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(args, needle):
+    """Bad input: exit status 2, one line on stderr naming the parameter, no traceback."""
+    out = run(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("zipfhead: error:") and needle in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_bench_quick_runs(capsys):
+    """The benchmark's code path (tiny sizes): every sampler and statistic is reported with positive rates."""
+    assert main(["bench", "--quick", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["samplers"]) == 3 and len(payload["statistics"]) == 10
+    assert all(r["numba_positions_per_s"] > 0 and r["speedup_vs_numpy"] > 0 for r in payload["samplers"])
+    assert all(r["exact_ms"] > 0 and r["asymptotic_ms"] > 0 for r in payload["statistics"])
