@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from theory._rng import categorical, normal, randint, stream, uniform
+from theory._rng import categorical, inverse_cdf_table, normal, randint, stream, uniform
 from theory._validate import check_choice, check_int, check_seed
 from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 
@@ -103,10 +103,10 @@ def class_means(task: ClassificationTask, seed: int) -> np.ndarray:
 
 
 @njit(inline="always")
-def _draw_distinct(st, cdf, row, j):
-    """A class from ``cdf`` not among row[0:j] (rejection: the law of successive sampling)."""
+def _draw_distinct(st, table, row, j):
+    """A class from ``table`` not among row[0:j] (rejection: the law of successive sampling)."""
     while True:
-        st, c = categorical(st, cdf)
+        st, c = categorical(st, table)
         fresh = True
         for jj in range(j):
             if row[jj] == c:
@@ -118,7 +118,7 @@ def _draw_distinct(st, cdf, row, j):
 
 @njit(parallel=True, cache=True)
 def _classification_kernel(
-    cdf, means, N, B, L, p_B, p_C, eps, kind, seed, offset, with_items, labels, classes, bursty, novel, items
+    table, means, N, B, L, p_B, p_C, eps, kind, seed, offset, with_items, labels, classes, bursty, novel, items
 ):  # pragma: no cover - compiled
     S = labels.shape[0]
     m = N // B
@@ -146,7 +146,7 @@ def _classification_kernel(
                 if is_novel:
                     c = -1 - j
                 else:
-                    st, c = _draw_distinct(st, cdf, cls_row, j)
+                    st, c = _draw_distinct(st, table, cls_row, j)
                 cls_row[j] = c
                 if is_novel or kind == 2:
                     while True:  # distinct fresh labels; under swap also different from the class's own
@@ -178,17 +178,17 @@ def _classification_kernel(
                 lab_row[r] = lab
         else:
             if kind == 3:
-                st, qc = categorical(st, cdf)
+                st, qc = categorical(st, table)
                 for s in range(N):
                     while True:  # the query's class is absent from the context
-                        st, c = categorical(st, cdf)
+                        st, c = categorical(st, table)
                         if c != qc:
                             break
                     cls_row[s] = c
                 cls_row[N] = qc
             else:
                 for s in range(N + 1):
-                    st, c = categorical(st, cdf)
+                    st, c = categorical(st, table)
                     cls_row[s] = c
             for s in range(N + 1):
                 lab_row[s] = cls_row[s] % L
@@ -266,7 +266,7 @@ def sample_classification(
     novel = np.empty(S, dtype=np.bool_)
     items = np.empty((S, N + 1, task.D) if with_items else (0, 0, task.D), dtype=np.float32)
     _classification_kernel(
-        cdf,
+        inverse_cdf_table(cdf),
         means,
         N,
         task.B,
@@ -295,7 +295,7 @@ def sample_classes(task: ClassificationTask, n_seqs: int, seed: int, kind: str =
 
 @njit(parallel=True, cache=True)
 def _token_kernel(
-    cdf, trigger_cdf, output_cdf, seed, offset, tokens, triggers, outputs, first_seen, induction
+    table, trigger_table, output_table, seed, offset, tokens, triggers, outputs, first_seen, induction
 ):  # pragma: no cover - compiled
     S, T = tokens.shape
     n = triggers.shape[1]
@@ -303,11 +303,11 @@ def _token_kernel(
         st = stream(seed, np.uint64(offset + i))
         trig = triggers[i]
         for j in range(n):
-            st, c = _draw_distinct(st, trigger_cdf, trig, j)
+            st, c = _draw_distinct(st, trigger_table, trig, j)
             trig[j] = c
         for j in range(n):
             while True:  # outputs are non-triggers, so a forced output never forces in turn
-                st, c = categorical(st, output_cdf)
+                st, c = categorical(st, output_table)
                 ok = True
                 for jj in range(n):
                     if trig[jj] == c:
@@ -322,7 +322,7 @@ def _token_kernel(
                 tok = outputs[i, prev]
                 induction[i, t] = first_seen[i, prev] < t - 1
             else:
-                st, tok = categorical(st, cdf)
+                st, tok = categorical(st, table)
                 induction[i, t] = False
             tokens[i, t] = tok
             prev = -1
@@ -368,9 +368,9 @@ def sample_token_streams(task: TokenStreamTask, n_seqs: int, seed: int, *, offse
             f"must be at most {limit}"
         )
     _token_kernel(
-        zipf.cdf(),
-        trigger_cdf,
-        output_cdf,
+        inverse_cdf_table(zipf.cdf()),
+        inverse_cdf_table(trigger_cdf),
+        inverse_cdf_table(output_cdf),
         np.uint64(check_seed(seed)),
         offset,
         tokens,
