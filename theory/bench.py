@@ -167,7 +167,7 @@ def bench_samplers(n_seqs: int = 200_000, repeats: int = 5) -> list[dict[str, An
         cls_pos,
         _median_seconds(lambda: sample_classes(task, n_seqs, 1), repeats),
         _median_seconds(lambda: numpy_classes(task, n_seqs, rng), repeats),
-        _median_seconds(lambda: python_loop_classes(task, n_py, 1), max(1, repeats // 2)),
+        _median_seconds(lambda: python_loop_classes(task, n_py, 1), max(3, repeats // 2)),
         n_py * (task.N + 1),
     )
     n_items = max(1, n_seqs // 8)

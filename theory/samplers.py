@@ -118,7 +118,24 @@ def _draw_distinct(st, table, row, j):
 
 @njit(parallel=True, cache=True)
 def _classification_kernel(
-    table, means, N, B, L, p_B, p_C, eps, kind, seed, offset, with_items, labels, classes, bursty, novel, items
+    table,
+    class_label,
+    means,
+    N,
+    B,
+    L,
+    p_B,
+    p_C,
+    eps,
+    kind,
+    seed,
+    offset,
+    with_items,
+    labels,
+    classes,
+    bursty,
+    novel,
+    items,
 ):  # pragma: no cover - compiled
     S = labels.shape[0]
     m = N // B
@@ -151,14 +168,14 @@ def _classification_kernel(
                 if is_novel or kind == 2:
                     while True:  # distinct fresh labels; under swap also different from the class's own
                         st, lab = randint(st, L)
-                        ok = not (kind == 2 and lab == c % L)
+                        ok = not (kind == 2 and lab == class_label[c])
                         for jj in range(j):
                             if lab_row[jj] == lab:
                                 ok = False
                         if ok:
                             break
                 else:
-                    lab = c % L
+                    lab = class_label[c]
                 lab_row[j] = lab
             st, qj = randint(st, m)
             cls_row[N] = cls_row[qj]
@@ -191,7 +208,7 @@ def _classification_kernel(
                     st, c = categorical(st, table)
                     cls_row[s] = c
             for s in range(N + 1):
-                lab_row[s] = cls_row[s] % L
+                lab_row[s] = class_label[cls_row[s]]
         if with_items:
             for s in range(N + 1):
                 c = cls_row[s]
@@ -267,6 +284,7 @@ def sample_classification(
     items = np.empty((S, N + 1, task.D) if with_items else (0, 0, task.D), dtype=np.float32)
     _classification_kernel(
         inverse_cdf_table(cdf),
+        np.arange(task.K, dtype=np.int32) % task.L,  # label of each class: a lookup, not a division
         means,
         N,
         task.B,
