@@ -1,0 +1,43 @@
+"""zipfhead's theory half: Zipfian data families, their Numba samplers and exact statistics (numpy, sympy, Numba).
+
+This package never imports JAX or ``toy_models``. The public face:
+
+* configs: :class:`Zipf`, :class:`ClassificationTask`, :class:`TokenStreamTask` (symbols: see
+  :mod:`theory.distributions`);
+* samplers: :func:`class_means`, :func:`sample_classification`, :func:`sample_classes`,
+  :func:`sample_token_streams`, :func:`sample_repeated_tokens`;
+* statistics: :func:`classification_statistics`, :func:`token_statistics`, :func:`memorisation_statistics`,
+  :func:`zipf_statistics`, :func:`rank_sum` (each with ``method="exact" | "asymptotic" | "reference"``).
+"""
+
+from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from theory.samplers import (
+    class_means,
+    sample_classes,
+    sample_classification,
+    sample_repeated_tokens,
+    sample_token_streams,
+)
+from theory.statistics import (
+    classification_statistics,
+    memorisation_statistics,
+    rank_sum,
+    token_statistics,
+    zipf_statistics,
+)
+
+__all__ = [
+    "ClassificationTask",
+    "TokenStreamTask",
+    "Zipf",
+    "class_means",
+    "classification_statistics",
+    "memorisation_statistics",
+    "rank_sum",
+    "sample_classes",
+    "sample_classification",
+    "sample_repeated_tokens",
+    "sample_token_streams",
+    "token_statistics",
+    "zipf_statistics",
+]

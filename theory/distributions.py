@@ -41,7 +41,7 @@ import numpy as np
 
 from theory._validate import check_choice, check_int, check_real
 
-__all__ = ["ClassificationTask", "TokenStreamTask", "Zipf", "config_from_dict", "config_to_dict"]
+__all__ = ["ClassificationTask", "TokenStreamTask", "Zipf", "config_from_dict"]
 
 # Upper bound on K and V: the statistics are documented and tested up to 10^7; 10^8 still fits in memory.
 MAX_RANKS = 10**8
@@ -203,13 +203,8 @@ class TokenStreamTask(_Config):
 _KINDS: dict[str, type[_Config]] = {c.__name__: c for c in (Zipf, ClassificationTask, TokenStreamTask)}
 
 
-def config_to_dict(config: _Config) -> dict[str, Any]:
-    """Any zipfhead data config as a JSON-ready dict with a ``kind`` key."""
-    return config.to_dict()
-
-
 def config_from_dict(data: dict[str, Any]) -> _Config:
-    """Inverse of :func:`config_to_dict`: dispatch on ``kind``."""
+    """Inverse of ``config.to_dict()`` for any data config: dispatch on its ``kind`` key."""
     kind = data.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"kind = {kind!r} is not allowed: kind must be one of {', '.join(_KINDS)}")
