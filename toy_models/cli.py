@@ -175,6 +175,110 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- zipfhead train --------------------------------------------------------------------------------------
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=("classification", "tokens"), default="classification")
+    g = parser.add_argument_group("model")
+    _flag(g, "n_layers", int, "attention layers [2]")
+    _flag(g, "n_heads", int, "heads per layer [1]")
+    _flag(g, "d_model", int, "residual width [64]")
+    _flag(g, "d_head", int, "head width [d_model / n_heads]")
+    g.add_argument("--layer_norm", "--layer-norm", action="store_true", help="pre-attention layer norm")
+    _flag(g, "positional", str, "learned or onehot [onehot for classification, learned for tokens]")
+    g = parser.add_argument_group("training")
+    _flag(g, "optimizer", str, "adam or sgd [adam]")
+    _flag(g, "lr", float, "learning rate [3e-3]")
+    g.add_argument("--lrs", type=float, nargs="+", default=None, help="several learning rates: one model per lr x seed")
+    _flag(g, "momentum", float, "sgd momentum [0.9]")
+    _flag(g, "weight_decay", float, "decoupled weight decay [0]")
+    _flag(g, "warmup_steps", int, "linear warm-up steps [0]")
+    _flag(g, "batch_size", int, "sequences per step [64]")
+    _flag(g, "steps", int, "training steps [2000]")
+    _flag(g, "eval_every", int, "steps between evaluations [100]")
+    _flag(g, "eval_size", int, "sequences per evaluation set [512]")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0], help="one model per seed, trained as one batch [0]")
+    parser.add_argument("--out", default="runs/train", help="output directory [runs/train]")
+    parser.add_argument("--overwrite", action="store_true", help="discard results already in --out")
+    parser.add_argument("--json", action="store_true", help="print summary.json")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def run_config_from_args(args: argparse.Namespace):
+    """The RunConfig that ``zipfhead train``'s flags describe."""
+    from toy_models.model import ModelConfig
+    from toy_models.tasks import ClassificationStream, TokenStream
+    from toy_models.train import RunConfig, TrainConfig
+
+    cls_task, tok_task = tasks_from_args(args)
+    task = cls_task if args.task == "classification" else tok_task
+    stream = (ClassificationStream if args.task == "classification" else TokenStream)(task, 0)
+    model_kw = {
+        n: getattr(args, n)
+        for n in ("n_layers", "n_heads", "d_model", "d_head", "positional")
+        if getattr(args, n) is not None
+    }
+    model_kw.setdefault("positional", "onehot" if args.task == "classification" else "learned")
+    if model_kw["positional"] == "onehot":
+        model_kw.setdefault("d_model", max(64, stream.n_ctx + 32))
+    model = ModelConfig(
+        n_ctx=stream.n_ctx,
+        d_vocab=stream.d_vocab,
+        d_vocab_out=stream.d_vocab_out,
+        layer_norm=args.layer_norm,
+        **model_kw,
+    )
+    train_kw = {
+        n: getattr(args, n)
+        for n in (
+            "optimizer",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "warmup_steps",
+            "batch_size",
+            "steps",
+            "eval_every",
+            "eval_size",
+        )
+        if getattr(args, n) is not None
+    }
+    return RunConfig(
+        task=task, model=model, train=TrainConfig(**train_kw), seeds=tuple(args.seeds), lrs=tuple(args.lrs or ())
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from toy_models.results import write_run
+    from toy_models.train import train
+
+    run = run_config_from_args(args)
+    out = Path(args.out)
+    if args.overwrite and out.exists():
+        shutil.rmtree(out)
+    result = train(run, out, progress=args.progress)
+    summary = write_run(result, out)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        for info in summary["models"]:
+            tr = info["transition_step"]
+            when = (
+                "no transition"
+                if tr is None
+                else f"transition at step {tr:.0f} +- {info['transition_uncertainty']:.0f}"
+            )
+            head = summary["headline"]
+            print(
+                f"model {info['model']} (seed {info['seed']}, lr {info['lr']:g}): "
+                f"{head} {info['final'][head]:.3f}, {when}"
+            )
+        print(f"wrote {out}/config.json, metrics.npz, summary.json, curves.png, attention.png")
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The full ``zipfhead`` parser (exposed for tests and documentation)."""
@@ -192,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--symbolic", action="store_true", help="print the sympy expressions")
     out.add_argument("--latex", action="store_true", help="print the expressions as LaTeX")
     stats.set_defaults(func=_cmd_stats)
+
+    tr = sub.add_parser("train", help="train attention-only toys (several seeds as one vmapped batch)")
+    add_distribution_flags(tr)
+    _add_train_flags(tr)
+    tr.set_defaults(func=_cmd_train)
 
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")

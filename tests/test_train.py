@@ -1,0 +1,136 @@
+"""The training engine: vmapped batches equal separate runs, determinism, resumption, divergence, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from theory.distributions import ClassificationTask, TokenStreamTask
+from toy_models.cli import main
+from toy_models.model import ModelConfig
+from toy_models.train import RunConfig, TrainConfig, train
+
+TASK = ClassificationTask(K=64, N=4, D=8, L=8, B=2, p_B=1.0, eps=0.1, alpha=0.0)
+MODEL = ModelConfig(n_ctx=9, d_vocab=16, d_vocab_out=8, n_layers=2, d_model=32, positional="onehot")
+TRAIN = TrainConfig(steps=48, eval_every=16, batch_size=16, eval_size=64, lr=3e-3)
+# Float tolerance between a vmapped batch and single runs: XLA may pick different kernels (and summation
+# orders) for batched matmuls, ~1e-7 relative per op in float32, grown by 48 Adam steps; 1e-4 covers it.
+VMAP_ATOL = 1e-4
+
+
+def run_of(seeds, lrs=(), task=TASK, model=MODEL, tcfg=TRAIN):
+    return RunConfig(task=task, model=model, train=tcfg, seeds=tuple(seeds), lrs=tuple(lrs))
+
+
+def test_vmapped_batch_equals_separate_runs():
+    """A batch of 3 models (one compilation) gives each model's curves and parameters as run alone."""
+    batch = train(run_of([0, 1, 2]), progress=False)
+    for m, seed in enumerate((0, 1, 2)):
+        alone = train(run_of([seed]), progress=False)
+        # Dense evaluations follow the batch's fastest mover, so the schedules differ; evaluation never
+        # changes training, so the curves must agree wherever both evaluated (always at 0, 16, 32, 48).
+        common, ib, ia = np.intersect1d(batch.steps, alone.steps, return_indices=True)
+        assert {0, 16, 32, 48} <= set(common.tolist())
+        for name, curve in batch.curves.items():
+            np.testing.assert_allclose(curve[m, ib], alone.curves[name][0, ia], atol=VMAP_ATOL, err_msg=name)
+        np.testing.assert_allclose(batch.train_loss[m], alone.train_loss[0], atol=VMAP_ATOL)
+        w_batch = np.asarray(batch.state["params"]["blocks"][1]["attn"]["W_Q"][m])
+        w_alone = np.asarray(alone.state["params"]["blocks"][1]["attn"]["W_Q"][0])
+        np.testing.assert_allclose(w_batch, w_alone, atol=VMAP_ATOL)
+
+
+def test_same_seed_gives_identical_metrics():
+    """Two runs of one config and seed are bit-identical; another seed differs."""
+    a = train(run_of([5]), progress=False)
+    b = train(run_of([5]), progress=False)
+    c = train(run_of([6]), progress=False)
+    for name in a.curves:
+        np.testing.assert_array_equal(a.curves[name], b.curves[name])
+    np.testing.assert_array_equal(a.train_loss, b.train_loss)
+    assert not np.array_equal(a.train_loss, c.train_loss)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    """Stop after 24 steps, resume from the checkpoint: the final numbers equal an uninterrupted run's."""
+    run = run_of([0, 1])
+    full = train(run, progress=False)
+    train(run, tmp_path, progress=False, stop_after=24)
+    resumed = train(run, tmp_path, progress=False)
+    np.testing.assert_array_equal(resumed.steps, full.steps)
+    for name in full.curves:
+        np.testing.assert_array_equal(resumed.curves[name], full.curves[name], err_msg=name)
+    np.testing.assert_array_equal(resumed.train_loss, full.train_loss)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    """A directory holding another config's checkpoint is not silently reused."""
+    train(run_of([0]), tmp_path, progress=False, stop_after=16)
+    with pytest.raises(ValueError, match="different config"):
+        train(run_of([1]), tmp_path, progress=False)
+
+
+def test_diverged_model_is_frozen_and_batch_mates_go_on():
+    """SGD at lr 1e3 blows up: that model is marked diverged and frozen; its batch-mate is unaffected."""
+    sgd = TrainConfig(optimizer="sgd", steps=32, eval_every=16, batch_size=16, eval_size=64, lr=0.05)
+    both = train(run_of([0], lrs=(0.05, 1e3), tcfg=sgd), progress=False)
+    alone = train(run_of([0], lrs=(0.05,), tcfg=sgd), progress=False)
+    assert both.diverged.tolist() == [False, True]
+    leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x: x[1], both.state["params"]))
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)  # frozen before the first non-finite update
+    np.testing.assert_allclose(both.curves["icl_acc"][0], alone.curves["icl_acc"][0], atol=VMAP_ATOL)
+
+
+def test_token_run_trains_and_reports_measures():
+    """A tiny token-stream run: loss falls, and the induction and previous-token scores are reported per head."""
+    task = TokenStreamTask(V=16, T=17, alpha=1.0, n_triggers=1)
+    model = ModelConfig(n_ctx=16, d_vocab=16, d_vocab_out=16, n_layers=2, n_heads=2, d_model=32)
+    res = train(run_of([0], task=task, model=model), progress=False)
+    loss = res.curves["loss"][0]
+    assert loss[-1] < loss[0]
+    assert res.curves["induction_score"].shape == (1, len(res.steps), 2, 2)
+
+
+def test_cli_train_writes_its_files(tmp_path, capsys):
+    """`zipfhead train` writes config.json, metrics.npz (labelled, no pickle), summary.json and two figures."""
+    out = tmp_path / "run"
+    flags = ["--K", "64", "--N", "4", "--D", "8", "--L", "8", "--B", "2", "--p_B", "1", "--alpha", "0"]
+    flags += ["--steps", "32", "--eval_every", "16", "--batch_size", "16", "--eval_size", "64", "--d_model", "32"]
+    assert main(["train", *flags, "--seeds", "0", "1", "--out", str(out), "--json", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    for name in ("config.json", "metrics.npz", "summary.json", "curves.png", "attention.png"):
+        assert (out / name).stat().st_size > 0, name
+    with np.load(out / "metrics.npz", allow_pickle=False) as m:
+        assert m["curves"].shape == (len(m["measures"]), 2, len(m["steps"]))
+        assert m["seeds"].tolist() == [0, 1] and "icl_acc" in m["measures"].tolist()
+    assert [info["seed"] for info in summary["models"]] == [0, 1]
+    config = json.loads((out / "config.json").read_text())
+    assert RunConfig.from_dict(config).to_dict() == config
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--n_layers", "0"], "n_layers = 0"),
+        (["--optimizer", "lion"], "optimizer = 'lion'"),
+        (["--eval_every", "10"], "eval_every = 10"),
+        (["--lr", "-1"], "lr = -1.0"),
+        (["--B", "3"], "B = 3"),
+    ],
+)
+def test_cli_train_bad_flags(flags, needle):
+    """Bad training flags: one line naming the parameter, exit status 2, no traceback."""
+    out = subprocess.run(
+        [sys.executable, "-m", "toy_models.cli", "train", *flags, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr, out.stderr

@@ -1,0 +1,191 @@
+"""Attention-only transformers in JAX, with TransformerLens's parameter names and shapes.
+
+Parameters are a plain pytree (nested dicts and a list of blocks)::
+
+    embed:     W_E   (d_vocab, d_model)         token ids index rows; input vectors multiply it
+    pos_embed: W_pos (n_ctx, d_model)           learned, or fixed one-hot directions ("onehot", Reddy 2024)
+    blocks[l]: attn: W_Q, W_K, W_V (n_heads, d_model, d_head); b_Q, b_K, b_V (n_heads, d_head)
+                     W_O (n_heads, d_head, d_model); b_O (d_model)
+               ln1:  w, b (d_model)              only with layer_norm
+    ln_final:  w, b (d_model)                    only with layer_norm
+    unembed:   W_U (d_model, d_vocab_out), b_U (d_vocab_out)
+
+so a toy exports to a ``HookedTransformer`` (attn_only=True) with no renaming. Shapes in names follow the
+suffix convention: ``x_BTD`` is batch x position x d_model.
+
+Inputs are token ids (int, shape (B, T)) for token streams, or vectors (float, shape (B, T, d_vocab)) for
+in-context classification, where each position carries an item vector or a one-hot label (see
+:func:`toy_models.tasks.classification_inputs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory._validate import check_choice, check_int, check_real
+
+__all__ = ["ModelConfig", "forward", "init_params"]
+
+Params = dict[str, Any]
+POSITIONAL = ("learned", "onehot")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """An attention-only transformer.
+
+    Args:
+        n_layers: attention layers, 1..16 (1 and 2 are the cases studied).
+        n_heads: heads per layer.
+        d_model: residual stream width.
+        d_head: per-head width (default d_model // n_heads).
+        n_ctx: context length (positions).
+        d_vocab: input vocabulary (token ids) or input vector width.
+        d_vocab_out: number of output classes (tokens or labels).
+        layer_norm: pre-attention and final layer norm.
+        positional: ``learned`` absolute positions, or ``onehot``: fixed one-hot position directions in the
+            last n_ctx residual dimensions, the embedded content in the others (Reddy 2024's concatenation of
+            content and one-hot position; needs d_model > n_ctx).
+        init_scale: standard deviation of the initial weights is init_scale / sqrt(d_model) (TransformerLens
+            uses 0.8).
+    """
+
+    n_ctx: int
+    d_vocab: int
+    d_vocab_out: int
+    n_layers: int = 2
+    n_heads: int = 1
+    d_model: int = 64
+    d_head: int | None = None
+    layer_norm: bool = False
+    positional: str = "learned"
+    init_scale: float = 0.8
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "n_ctx", check_int("n_ctx", self.n_ctx, 1, 1 << 16))
+        set_(self, "d_vocab", check_int("d_vocab", self.d_vocab, 1, 1 << 24))
+        set_(self, "d_vocab_out", check_int("d_vocab_out", self.d_vocab_out, 2, 1 << 24))
+        set_(self, "n_layers", check_int("n_layers", self.n_layers, 1, 16))
+        set_(self, "n_heads", check_int("n_heads", self.n_heads, 1, 64))
+        set_(self, "d_model", check_int("d_model", self.d_model, 1, 1 << 14))
+        if self.d_head is None:
+            set_(self, "d_head", max(1, self.d_model // self.n_heads))
+        set_(self, "d_head", check_int("d_head", self.d_head, 1, 1 << 14))
+        set_(self, "positional", check_choice("positional", self.positional, POSITIONAL))
+        set_(self, "init_scale", check_real("init_scale", self.init_scale, 0.0, 100.0, low_open=True))
+        if self.positional == "onehot" and self.d_model <= self.n_ctx:
+            raise ValueError(
+                f"d_model = {self.d_model} is too small for one-hot positions: d_model must exceed n_ctx = {self.n_ctx}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def _onehot_positions(cfg: ModelConfig) -> jnp.ndarray:
+    return jnp.zeros((cfg.n_ctx, cfg.d_model)).at[:, cfg.d_model - cfg.n_ctx :].set(jnp.eye(cfg.n_ctx))
+
+
+def _content_mask(cfg: ModelConfig) -> jnp.ndarray:
+    return (jnp.arange(cfg.d_model) < cfg.d_model - cfg.n_ctx).astype(jnp.float32)
+
+
+def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
+    """Initial parameters: weights ~ N(0, (init_scale / sqrt(d_model))^2), biases 0, layer norms identity."""
+    std = cfg.init_scale / np.sqrt(cfg.d_model)
+    keys = iter(jax.random.split(key, 3 + 4 * cfg.n_layers))
+    H, M, E = cfg.n_heads, cfg.d_model, cfg.d_head
+
+    def normal(shape):
+        return std * jax.random.normal(next(keys), shape)
+
+    W_E = normal((cfg.d_vocab, M))
+    params: Params = {
+        "embed": {"W_E": W_E * _content_mask(cfg) if cfg.positional == "onehot" else W_E},
+        "pos_embed": {"W_pos": normal((cfg.n_ctx, M)) if cfg.positional == "learned" else _onehot_positions(cfg)},
+        "blocks": [],
+        "unembed": {"W_U": normal((M, cfg.d_vocab_out)), "b_U": jnp.zeros(cfg.d_vocab_out)},
+    }
+    if cfg.positional == "onehot":
+        next(keys)  # keep the key schedule independent of the positional scheme
+    for _ in range(cfg.n_layers):
+        block = {
+            "attn": {
+                "W_Q": normal((H, M, E)),
+                "W_K": normal((H, M, E)),
+                "W_V": normal((H, M, E)),
+                "W_O": normal((H, E, M)),
+                "b_Q": jnp.zeros((H, E)),
+                "b_K": jnp.zeros((H, E)),
+                "b_V": jnp.zeros((H, E)),
+                "b_O": jnp.zeros(M),
+            }
+        }
+        if cfg.layer_norm:
+            block["ln1"] = {"w": jnp.ones(M), "b": jnp.zeros(M)}
+        params["blocks"].append(block)
+    if cfg.layer_norm:
+        params["ln_final"] = {"w": jnp.ones(M), "b": jnp.zeros(M)}
+    return params
+
+
+def _layer_norm(x: jnp.ndarray, p: dict[str, jnp.ndarray], eps: float = 1e-5) -> jnp.ndarray:
+    x = x - x.mean(-1, keepdims=True)
+    return x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + eps) * p["w"] + p["b"]
+
+
+def embed(params: Params, cfg: ModelConfig, inputs: jnp.ndarray) -> jnp.ndarray:
+    """Residual stream at layer 0, (B, T, d_model): token or vector embedding plus positions."""
+    W_E = params["embed"]["W_E"]
+    W_pos = params["pos_embed"]["W_pos"]
+    if cfg.positional == "onehot":
+        # Reddy's concatenation [content | one-hot position]: content lives in the first d_model - n_ctx
+        # dimensions, positions in the last n_ctx; neither W_pos nor that split is trained.
+        W_E = W_E * _content_mask(cfg)
+        W_pos = jax.lax.stop_gradient(W_pos)
+    x_BTD = W_E[inputs] if jnp.issubdtype(inputs.dtype, jnp.integer) else inputs @ W_E
+    return x_BTD + W_pos[: x_BTD.shape[1]]
+
+
+def attention(attn: dict[str, jnp.ndarray], x_BTD: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Causal multi-head attention: (output (B, T, d_model), pattern (B, n_heads, T_query, T_key))."""
+    q_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_Q"]) + attn["b_Q"][:, None, :]
+    k_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_K"]) + attn["b_K"][:, None, :]
+    v_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_V"]) + attn["b_V"][:, None, :]
+    T = x_BTD.shape[1]
+    scores = jnp.einsum("bhqe,bhke->bhqk", q_BHTE, k_BHTE) / np.sqrt(q_BHTE.shape[-1])
+    causal = jnp.tril(jnp.ones((T, T), dtype=bool))
+    scores = jnp.where(causal, scores, -jnp.inf)
+    pattern = jax.nn.softmax(scores, axis=-1)
+    z_BHTE = jnp.einsum("bhqk,bhke->bhqe", pattern, v_BHTE)
+    return jnp.einsum("bhqe,hed->bqd", z_BHTE, attn["W_O"]) + attn["b_O"], pattern
+
+
+def forward(params: Params, cfg: ModelConfig, inputs: jnp.ndarray, *, cache: bool = False):
+    """Logits (B, T, d_vocab_out); with ``cache=True`` also a dict of every attention pattern and residual.
+
+    The cache holds ``pattern`` (n_layers, B, n_heads, T, T) and ``resid`` (n_layers + 1, B, T, d_model): the
+    residual stream before each layer and after the last one.
+    """
+    x = embed(params, cfg, inputs)
+    patterns, resids = [], [x]
+    for block in params["blocks"]:
+        h = _layer_norm(x, block["ln1"]) if cfg.layer_norm else x
+        out, pattern = attention(block["attn"], h)
+        x = x + out
+        patterns.append(pattern)
+        resids.append(x)
+    if cfg.layer_norm:
+        x = _layer_norm(x, params["ln_final"])
+    logits = x @ params["unembed"]["W_U"] + params["unembed"]["b_U"]
+    if cache:
+        return logits, {"pattern": jnp.stack(patterns), "resid": jnp.stack(resids)}
+    return logits

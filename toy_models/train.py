@@ -1,0 +1,455 @@
+"""The batched training engine: many toys at once, one compilation.
+
+A *run* trains M models that share a model shape and a task shape but differ in seed and learning rate (and,
+through their data streams, in distribution parameters). One training step is a pure function of one model's
+state and batch; ``vmap`` lifts it to the M models and ``lax.scan`` runs a chunk of steps inside one ``jit``,
+so the whole run compiles once. Learning rates live in the optimiser state (``optax.inject_hyperparams``):
+a sweep over them does not recompile.
+
+Data are streamed from the Numba samplers by offset (see :mod:`toy_models.tasks`): the batch of step s is a
+function of (seed, s), so an interrupted run resumed from a checkpoint sees exactly the data it would have
+seen, and gives the same numbers. (Generating batches inside the jit would need a JAX twin of every sampler;
+the measured cost of streaming is reported by ``zipfhead bench``.)
+
+Evaluation runs every ``eval_every`` steps on fixed evaluation sets, and every ``eval_every / dense_factor``
+steps while any model's headline measure is moving fast (densely logged around the transition). A model
+whose loss becomes NaN or inf is marked diverged and frozen; its batch-mates go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from theory._validate import check_choice, check_int, check_real
+from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
+from toy_models import measures as ms
+from toy_models.model import ModelConfig, forward, init_params
+from toy_models.tasks import ClassificationStream, TokenStream, classification_inputs, derive_seed
+
+__all__ = ["RunConfig", "TrainConfig", "train"]
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule and evaluation.
+
+    Args:
+        optimizer: ``adam`` (AdamW when weight_decay > 0) or ``sgd`` (with momentum).
+        lr: learning rate (a run may give each model its own, see :class:`RunConfig`).
+        momentum: SGD momentum.
+        weight_decay: decoupled weight decay.
+        warmup_steps: linear warm-up of the learning rate over this many steps (0: none).
+        batch_size: sequences per step.
+        steps: training steps.
+        eval_every: steps between evaluations (dense phases: eval_every / dense_factor).
+        dense_factor: how much denser evaluations get while the measures move fast.
+        eval_size: sequences in each evaluation set.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    batch_size: int = 64
+    steps: int = 2000
+    eval_every: int = 100
+    dense_factor: int = 4
+    eval_size: int = 512
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
+        set_(self, "lr", check_real("lr", self.lr, 0.0, 1e3, low_open=True))
+        set_(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0))
+        set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0, 10.0))
+        set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, 0, 10**9))
+        set_(self, "batch_size", check_int("batch_size", self.batch_size, 1, 1 << 20))
+        set_(self, "steps", check_int("steps", self.steps, 1, 10**9))
+        set_(self, "dense_factor", check_int("dense_factor", self.dense_factor, 1, 64))
+        set_(self, "eval_every", check_int("eval_every", self.eval_every, self.dense_factor, 10**9))
+        if self.eval_every % self.dense_factor:
+            raise ValueError(
+                f"eval_every = {self.eval_every} is not a multiple of dense_factor = {self.dense_factor}: "
+                f"eval_every must be a multiple of {self.dense_factor}"
+            )
+        set_(self, "eval_size", check_int("eval_size", self.eval_size, 1, 1 << 20))
+
+    @property
+    def chunk(self) -> int:
+        """Steps per compiled chunk (the dense evaluation spacing)."""
+        return self.eval_every // self.dense_factor
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run: task, model, training, and the models' seeds and learning rates.
+
+    The run trains one model per (lr, seed) pair, lrs outermost: model m has seed seeds[m % S] and learning
+    rate lrs[m // S]. ``lrs`` empty means every model uses ``train.lr``.
+    """
+
+    task: ClassificationTask | TokenStreamTask
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: tuple[int, ...] = (0,)
+    lrs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds = () is empty: give at least one seed")
+        for s in self.seeds:
+            check_int("seed", s, 0, 2**63 - 1)
+        for lr in self.lrs:
+            check_real("lr", lr, 0.0, 1e3, low_open=True)
+        streams = self.streams()
+        s0 = streams[0]
+        want = (s0.n_ctx, s0.d_vocab, s0.d_vocab_out)
+        got = (self.model.n_ctx, self.model.d_vocab, self.model.d_vocab_out)
+        if want != got:
+            raise ValueError(f"model (n_ctx, d_vocab, d_vocab_out) = {got} does not fit the task: expected {want}")
+
+    @property
+    def kind(self) -> str:
+        """``classification`` or ``tokens``."""
+        return "classification" if isinstance(self.task, ClassificationTask) else "tokens"
+
+    @property
+    def model_lrs(self) -> list[float]:
+        """Learning rate of each model."""
+        lrs = self.lrs or (self.train.lr,)
+        return [lr for lr in lrs for _ in self.seeds]
+
+    @property
+    def model_seeds(self) -> list[int]:
+        """Seed of each model."""
+        return list(self.seeds) * max(1, len(self.lrs))
+
+    def streams(self) -> list[ClassificationStream | TokenStream]:
+        """The data stream of each model."""
+        cls = ClassificationStream if isinstance(self.task, ClassificationTask) else TokenStream
+        return [cls(self.task, s) for s in self.model_seeds]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (inverse: :meth:`from_dict`)."""
+        return {
+            "task": self.task.to_dict(),
+            "model": self.model.to_dict(),
+            "train": dataclasses.asdict(self.train),
+            "seeds": list(self.seeds),
+            "lrs": list(self.lrs),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Rebuild a run config from :meth:`to_dict`'s output."""
+        return cls(
+            task=config_from_dict(d["task"]),  # type: ignore[arg-type]
+            model=ModelConfig(**d["model"]),
+            train=TrainConfig(**d["train"]),
+            seeds=tuple(d["seeds"]),
+            lrs=tuple(d["lrs"]),
+        )
+
+
+# --- optimiser -----------------------------------------------------------------------------------------------
+def _sgdw(learning_rate, momentum, weight_decay):
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=momentum))
+
+
+def make_optimizer(tcfg: TrainConfig, lr: float | jnp.ndarray) -> optax.GradientTransformation:
+    """The optimiser with its learning rate injected as state (so it may differ across vmapped models)."""
+    if tcfg.optimizer == "adam":
+        base = optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=tcfg.weight_decay)
+    else:
+        base = optax.inject_hyperparams(_sgdw)(learning_rate=lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay)
+    if tcfg.warmup_steps:
+        warm = tcfg.warmup_steps
+        return optax.chain(base, optax.scale_by_schedule(lambda n: jnp.minimum(1.0, (n + 1) / warm)))
+    return base
+
+
+# --- losses --------------------------------------------------------------------------------------------------
+def _loss_fn(cfg: ModelConfig, kind: str, L: int) -> Callable:
+    if kind == "classification":
+
+        def loss(params, batch):
+            inputs = classification_inputs(batch["items"], batch["labels"], L)
+            logits = forward(params, cfg, inputs)[:, -1]
+            return ms.cross_entropy(logits, batch["labels"][:, -1])
+
+    else:
+
+        def loss(params, batch):
+            tokens = batch["tokens"]
+            logits = forward(params, cfg, tokens[:, :-1])
+            return ms.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+
+    return loss
+
+
+# --- the engine ----------------------------------------------------------------------------------------------
+class Engine:
+    """Compiled functions of one run: ``init``, ``run_chunk`` (a scan of vmapped steps) and ``evaluate``."""
+
+    def __init__(self, run: RunConfig):
+        self.run = run
+        cfg, tcfg = run.model, run.train
+        L = run.task.L if run.kind == "classification" else 0
+        loss_fn = _loss_fn(cfg, run.kind, L)
+        update = make_optimizer(tcfg, 0.0).update  # reads each model's lr from its own state
+
+        def init_one(key, lr):
+            params = init_params(cfg, key)
+            return {"params": params, "opt_state": make_optimizer(tcfg, lr).init(params), "diverged": False}
+
+        def step_one(state, batch):
+            loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
+            updates, opt_state = update(grads, state["opt_state"], state["params"])
+            params = optax.apply_updates(state["params"], updates)
+            finite = jnp.isfinite(loss) & jnp.all(
+                jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
+            )
+            keep = finite & ~state["diverged"]
+            new = {"params": params, "opt_state": opt_state}
+            old = {"params": state["params"], "opt_state": state["opt_state"]}
+            frozen = jax.tree_util.tree_map(lambda n, o: jnp.where(keep, n, o), new, old)
+            return {**frozen, "diverged": state["diverged"] | ~finite}, loss
+
+        def chunk(state, data):
+            return jax.lax.scan(jax.vmap(step_one), state, data)
+
+        self.init = jax.jit(jax.vmap(init_one))
+        self.run_chunk = jax.jit(chunk, donate_argnums=0)
+        self.evaluate = jax.jit(jax.vmap(self._eval_fn()))
+
+    def _eval_fn(self) -> Callable:
+        cfg, run = self.run.model, self.run
+        if run.kind == "classification":
+            L = run.task.L
+
+            def evaluate(params, sets):
+                out = {}
+                for name, s in sets.items():
+                    inputs = classification_inputs(s["items"], s["labels"], L)
+                    logits, cache = forward(params, cfg, inputs, cache=True)
+                    q = logits[:, -1]
+                    out[f"{name}_acc"] = ms.accuracy(q, s["labels"][:, -1])
+                    out[f"{name}_loss"] = ms.cross_entropy(q, s["labels"][:, -1])
+                    if name == "swap":  # how often the answer is the class's own (in-weights) label
+                        out["swap_iwl_acc"] = ms.accuracy(q, s["classes"][:, -1] % L)
+                    if name == "icl":
+                        pattern = cache["pattern"]  # (layers, B, H, T, T)
+                        out["prev_score"] = jax.vmap(ms.item_to_label_previous_score)(pattern)
+                        out["induction_score"] = jax.vmap(ms.query_to_matching_label_score, (0, None))(
+                            pattern, s["classes"]
+                        )
+                return out
+
+        else:
+            T = run.task.T
+
+            def evaluate(params, sets):
+                s = sets["stream"]
+                tokens = s["tokens"]
+                logits = forward(params, cfg, tokens[:, :-1])
+                per_pos = ms.loss_by_position(logits, tokens[:, 1:])
+                mask = s["induction"][:, 1:]
+                ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, 1:, None], -1)[..., 0]
+                hit = jnp.argmax(logits, -1) == tokens[:, 1:]
+                n_mask = jnp.maximum(mask.sum(), 1)
+                rep = sets["repeated"]["tokens"]
+                _, cache = forward(params, cfg, rep[:, :-1], cache=True)
+                pattern = cache["pattern"]
+                return {
+                    "loss": per_pos.mean(),
+                    "induction_loss": jnp.sum(ce * mask) / n_mask,
+                    "induction_acc": jnp.sum(hit * mask) / n_mask,
+                    "icl_score": ms.icl_score(per_pos, max(1, (T - 1) // 10), T - 2),
+                    "prev_score": jax.vmap(ms.previous_token_score)(pattern),
+                    "induction_score": jax.vmap(ms.prefix_matching_score, (0, None))(pattern, rep[:, :-1]),
+                }
+
+        return evaluate
+
+
+_ENGINES: dict[tuple, Engine] = {}
+
+
+def _engine(run: RunConfig) -> Engine:
+    """One Engine (and so one compilation) per distinct shape-and-optimiser signature, reused across runs."""
+    task_shape = (run.task.N, run.task.D, run.task.L) if run.kind == "classification" else (run.task.T, run.task.V)
+    tcfg = dataclasses.replace(run.train, lr=1.0, steps=1, eval_every=run.train.dense_factor)  # irrelevant to code
+    key = (run.kind, task_shape, run.model, tcfg)
+    if key not in _ENGINES:
+        _ENGINES[key] = Engine(run)
+    return _ENGINES[key]
+
+
+def headline_measure(kind: str) -> str:
+    """The measure whose rise marks the transition: ICL accuracy, or accuracy on induction positions."""
+    return "icl_acc" if kind == "classification" else "induction_acc"
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: Any, step: int, history: dict[str, Any], run: RunConfig) -> None:
+    """State leaves as npz (no pickle), with step, evaluation history and config in JSON; both written atomically."""
+    leaves = jax.tree_util.tree_leaves(state)
+    arrays = {f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
+    _atomic_write(path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+    meta = {"step": step, "history": history, "config": run.to_dict(), "n_leaves": len(leaves)}
+    _atomic_write(path / "checkpoint.json", lambda f: json.dump(meta, f), mode="w")
+
+
+def load_checkpoint(path: Path, template: Any) -> tuple[Any, int, dict[str, Any], dict[str, Any]] | None:
+    """(state, step, history, config) from :func:`save_checkpoint`, or None if there is none."""
+    if not (path / "checkpoint.json").exists():
+        return None
+    meta = json.loads((path / "checkpoint.json").read_text())
+    with np.load(path / "checkpoint.npz", allow_pickle=False) as data:
+        leaves = [jnp.asarray(data[f"leaf_{i:04d}"]) for i in range(meta["n_leaves"])]
+    treedef = jax.tree_util.tree_structure(template)
+    return jax.tree_util.tree_unflatten(treedef, leaves), meta["step"], meta["history"], meta["config"]
+
+
+# --- the training loop ---------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What a run produced: evaluation curves (measure -> (M, E) or (M, E, layers, heads)), steps (E,), final state."""
+
+    run: RunConfig
+    steps: np.ndarray
+    curves: dict[str, np.ndarray]
+    train_loss: np.ndarray  # (M, steps) every step's training loss
+    diverged: np.ndarray  # (M,) bool
+    state: Any
+    seconds: float
+
+
+def _to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.ndarray]:
+    """Per-model chunks (n_steps, batch, ...) -> scan layout (n_steps, M, batch, ...)."""
+    return {k: jnp.asarray(np.stack([c[k] for c in chunks], axis=1)) for k in chunks[0] if k != "induction"}
+
+
+def train(
+    run: RunConfig,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    resume: bool = True,
+    stop_after: int | None = None,
+) -> RunResult:
+    """Train the run's models together; checkpoint to ``out_dir`` after every evaluation.
+
+    Args:
+        run: the run.
+        out_dir: where checkpoints go (None: no checkpoints).
+        progress: show a tqdm bar (steps/s, loss, headline measure).
+        resume: continue from a checkpoint in ``out_dir`` made by the same config.
+        stop_after: stop (as if interrupted) once this many steps are done; for tests of resumption.
+    """
+    tcfg = run.train
+    streams = run.streams()
+    engine = _engine(run)
+    M = len(streams)
+    means = [s.means() for s in streams]
+    eval_sets = [s.eval_sets(m, tcfg.eval_size) for s, m in zip(streams, means, strict=True)]
+    eval_data = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *eval_sets)
+
+    keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
+    state = engine.init(keys, jnp.asarray(run.model_lrs, dtype=jnp.float32))
+    step = 0
+    history: dict[str, Any] = {"steps": [], "curves": {}, "train_loss": []}
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            loaded = load_checkpoint(out, state)
+            if loaded is not None:
+                if loaded[3] != run.to_dict():
+                    raise ValueError(f"{out} holds a checkpoint of a different config: use another directory")
+                state, step, history, _ = loaded
+
+    headline = headline_measure(run.kind)
+
+    def record(step_now: int) -> None:
+        values = jax.device_get(engine.evaluate(state["params"], eval_data))
+        history["steps"].append(step_now)
+        for k, v in values.items():
+            history["curves"].setdefault(k, []).append(np.asarray(v, dtype=np.float64).tolist())
+
+    if step == 0 and not history["steps"]:
+        record(0)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True, leave=False)
+    t0 = time.perf_counter()
+    while step < tcfg.steps:
+        n = min(tcfg.chunk, tcfg.steps - step)
+        data = _to_device_data(
+            [s.train_chunk(m, step, n, tcfg.batch_size) for s, m in zip(streams, means, strict=True)]
+        )
+        state, losses = engine.run_chunk(state, data)
+        history["train_loss"].append(np.asarray(losses, dtype=np.float64).T.tolist())  # (M, n) per chunk
+        step += n
+        dense = _moving_fast(history["curves"].get(headline, []))
+        if step % tcfg.eval_every == 0 or dense or step == tcfg.steps:  # a fixed grid, plus dense extras
+            record(step)
+            if out is not None:
+                save_checkpoint(out, state, step, history, run)
+        if bar is not None:
+            bar.update(n)
+            head = np.asarray(history["curves"][headline][-1])
+            bar.set_postfix(
+                loss=f"{float(np.nanmean(np.asarray(losses)[-1])):.3f}", **{headline: f"{np.mean(head):.2f}"}
+            )
+        if stop_after is not None and step >= stop_after:
+            break
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    chunks = [np.asarray(c, dtype=np.float64).reshape(M, -1) for c in history["train_loss"]]
+    train_loss = np.concatenate(chunks, axis=1) if chunks else np.zeros((M, 0))
+    curves = {k: np.moveaxis(np.asarray(v, dtype=np.float64), 0, 1) for k, v in history["curves"].items()}
+    return RunResult(
+        run=run,
+        steps=np.asarray(history["steps"]),
+        curves=curves,
+        train_loss=train_loss,
+        diverged=np.asarray(state["diverged"]),
+        state=state,
+        seconds=seconds,
+    )
+
+
+def _moving_fast(values: list, threshold: float = 0.05) -> bool:
+    """Whether any model's headline measure changed by more than ``threshold`` between the last two evaluations."""
+    if len(values) < 2:
+        return False
+    return bool(np.nanmax(np.abs(np.asarray(values[-1]) - np.asarray(values[-2]))) > threshold)
