@@ -98,7 +98,7 @@ def test_bad_input_is_one_line_and_status_2(args, needle):
 
 def test_bench_quick_runs(capsys):
     """The benchmark's code path (tiny sizes): every sampler and statistic is reported with positive rates."""
-    assert main(["bench", "--quick", "--json"]) == 0
+    assert main(["bench", "--quick", "--json", "--part", "data"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["samplers"]) == 3 and len(payload["statistics"]) == 10
     assert all(r["numba_positions_per_s"] > 0 and r["speedup_vs_numpy"] > 0 for r in payload["samplers"])

@@ -151,27 +151,34 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 # --- zipfhead bench --------------------------------------------------------------------------------------
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from theory.bench import bench_samplers, bench_statistics
+    payload: dict[str, Any] = {}
+    lines: list[str] = []
+    if args.part in ("data", "all"):
+        from theory.bench import bench_samplers, bench_statistics
 
-    n_seqs, K, repeats = (20_000, 10**5, 2) if args.quick else (200_000, 10**6, 5)
-    samplers = bench_samplers(n_seqs=n_seqs, repeats=repeats)
-    stats = bench_statistics(K=K, repeats=repeats)
-    if args.json:
-        print(json.dumps({"samplers": samplers, "statistics": stats, "n_seqs": n_seqs}, sort_keys=True))
-        return 0
-    print(f"Samplers ({n_seqs} sequences; positions per second; median of {repeats})")
-    print(f"  {'sampler':<38} {'numba':>10} {'numpy':>10} {'python':>10} {'x numpy':>8} {'x python':>9}")
-    for r in samplers:
-        py = "-" if r["python_positions_per_s"] is None else f"{r['python_positions_per_s']:.3g}"
-        xpy = "-" if r["speedup_vs_python"] is None else f"{r['speedup_vs_python']:.1f}"
-        print(
-            f"  {r['sampler']:<38} {r['numba_positions_per_s']:>10.3g} {r['numpy_positions_per_s']:>10.3g} "
-            f"{py:>10} {r['speedup_vs_numpy']:>8.2f} {xpy:>9}"
-        )
-    print(f"\nStatistics at K = {K} (milliseconds per evaluation; exact includes the normaliser)")
-    print(f"  {'statistic':<28} {'exact':>8} {'asymptotic':>11}")
-    for r in stats:
-        print(f"  {r['statistic']:<28} {r['exact_ms']:>8.2f} {r['asymptotic_ms']:>11.2f}")
+        n_seqs, K, repeats = (20_000, 10**5, 2) if args.quick else (200_000, 10**6, 5)
+        samplers = bench_samplers(n_seqs=n_seqs, repeats=repeats)
+        stats = bench_statistics(K=K, repeats=repeats)
+        payload.update({"samplers": samplers, "statistics": stats, "n_seqs": n_seqs})
+        lines.append(f"Samplers ({n_seqs} sequences; positions per second; median of {repeats})")
+        lines.append(f"  {'sampler':<38} {'numba':>10} {'numpy':>10} {'python':>10} {'x numpy':>8} {'x python':>9}")
+        for r in samplers:
+            py = "-" if r["python_positions_per_s"] is None else f"{r['python_positions_per_s']:.3g}"
+            xpy = "-" if r["speedup_vs_python"] is None else f"{r['speedup_vs_python']:.1f}"
+            lines.append(
+                f"  {r['sampler']:<38} {r['numba_positions_per_s']:>10.3g} {r['numpy_positions_per_s']:>10.3g} "
+                f"{py:>10} {r['speedup_vs_numpy']:>8.2f} {xpy:>9}"
+            )
+        lines.append(f"\nStatistics at K = {K} (milliseconds per evaluation; exact includes the normaliser)")
+        lines.append(f"  {'statistic':<28} {'exact':>8} {'asymptotic':>11}")
+        for r in stats:
+            lines.append(f"  {r['statistic']:<28} {r['exact_ms']:>8.2f} {r['asymptotic_ms']:>11.2f}")
+    if args.part in ("training", "all"):
+        from toy_models.bench import bench_training, format_training
+
+        payload["training"] = bench_training(quick=args.quick)
+        lines.append(format_training(payload["training"]))
+    print(json.dumps(payload, sort_keys=True) if args.json else "\n".join(lines))
     return 0
 
 
@@ -185,6 +192,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     _flag(g, "d_head", int, "head width [d_model / n_heads]")
     g.add_argument("--layer_norm", "--layer-norm", action="store_true", help="pre-attention layer norm")
     _flag(g, "positional", str, "learned or onehot [onehot for classification, learned for tokens]")
+    _flag(g, "init_scale", float, "initial weights' std times sqrt(d_model) [0.8, TransformerLens's]")
     g = parser.add_argument_group("training")
     _flag(g, "optimizer", str, "adam or sgd [adam]")
     _flag(g, "lr", float, "learning rate [3e-3]")
@@ -214,7 +222,7 @@ def run_config_from_args(args: argparse.Namespace):
     stream = (ClassificationStream if args.task == "classification" else TokenStream)(task, 0)
     model_kw = {
         n: getattr(args, n)
-        for n in ("n_layers", "n_heads", "d_model", "d_head", "positional")
+        for n in ("n_layers", "n_heads", "d_model", "d_head", "positional", "init_scale")
         if getattr(args, n) is not None
     }
     model_kw.setdefault("positional", "onehot" if args.task == "classification" else "learned")
@@ -304,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    bench.add_argument("--part", choices=("data", "training", "all"), default="all", help="which benchmarks [all]")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=_cmd_bench)
     return parser

@@ -82,6 +82,7 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "chance": chance,
         "steps_trained": int(result.steps[-1]),
         "seconds": result.seconds,
+        "data_seconds": result.data_seconds,
         "models": models,
     }
 

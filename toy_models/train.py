@@ -346,7 +346,8 @@ class RunResult:
     train_loss: np.ndarray  # (M, steps) every step's training loss
     diverged: np.ndarray  # (M,) bool
     state: Any
-    seconds: float
+    seconds: float  # wall time of the training loop (evaluations included)
+    data_seconds: float  # of which drawing training batches (overlapped with training where possible)
 
 
 def _to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.ndarray]:
@@ -409,14 +410,24 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True, leave=False)
+
+    def batches(step0: int) -> tuple[int, dict[str, jnp.ndarray]]:
+        n = min(tcfg.chunk, tcfg.steps - step0)
+        chunks = [s.train_chunk(m, step0, n, tcfg.batch_size) for s, m in zip(streams, means, strict=True)]
+        return n, _to_device_data(chunks)
+
     t0 = time.perf_counter()
+    data_seconds = 0.0
+    if step < tcfg.steps:
+        n, data = batches(step)
     while step < tcfg.steps:
-        n = min(tcfg.chunk, tcfg.steps - step)
-        data = _to_device_data(
-            [s.train_chunk(m, step, n, tcfg.batch_size) for s, m in zip(streams, means, strict=True)]
-        )
-        state, losses = engine.run_chunk(state, data)
-        history["train_loss"].append(np.asarray(losses, dtype=np.float64).T.tolist())  # (M, n) per chunk
+        state, losses = engine.run_chunk(state, data)  # dispatched asynchronously ...
+        if step + n < tcfg.steps:  # ... so the next chunk's data is drawn while this one trains
+            t_data = time.perf_counter()
+            n_next, data_next = batches(step + n)
+            data_seconds += time.perf_counter() - t_data
+        losses = np.asarray(losses, dtype=np.float64)  # waits for the chunk
+        history["train_loss"].append(losses.T.tolist())  # (M, n) per chunk
         step += n
         dense = _moving_fast(history["curves"].get(headline, []))
         if step % tcfg.eval_every == 0 or dense or step == tcfg.steps:  # a fixed grid, plus dense extras
@@ -426,11 +437,11 @@ def train(
         if bar is not None:
             bar.update(n)
             head = np.asarray(history["curves"][headline][-1])
-            bar.set_postfix(
-                loss=f"{float(np.nanmean(np.asarray(losses)[-1])):.3f}", **{headline: f"{np.mean(head):.2f}"}
-            )
+            bar.set_postfix(loss=f"{float(np.nanmean(losses[-1])):.3f}", **{headline: f"{np.mean(head):.2f}"})
         if stop_after is not None and step >= stop_after:
             break
+        if step < tcfg.steps:
+            n, data = n_next, data_next
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -445,6 +456,7 @@ def train(
         diverged=np.asarray(state["diverged"]),
         state=state,
         seconds=seconds,
+        data_seconds=data_seconds,
     )
 
 

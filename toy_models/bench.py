@@ -1,0 +1,166 @@
+"""The training part of ``zipfhead bench``: matmul efficiency, batched engine vs a loop, data cost.
+
+All ratios are taken in one run on one machine, after a warm-up call (compilation excluded), as medians.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics as pystats
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from theory.distributions import ClassificationTask, TokenStreamTask
+from toy_models.model import ModelConfig
+from toy_models.tasks import ClassificationStream, derive_seed
+from toy_models.train import RunConfig, TrainConfig, _engine, _to_device_data
+
+__all__ = ["bench_training", "matmul_peak", "model_flops"]
+
+
+def _median(fn: Callable[[], Any], repeats: int) -> float:
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return pystats.median(times)
+
+
+def matmul_peak(n: int = 1024, repeats: int = 5) -> float:
+    """float32 GFLOP/s of a jitted n x n matmul on the default device."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    f = jax.jit(jnp.dot)
+    return 2 * n**3 / _median(lambda: f(a, b), repeats) / 1e9
+
+
+def model_flops(cfg: ModelConfig, batch: int, T: int) -> float:
+    """Matmul FLOPs of one training step (forward + backward ~ 3 x forward) of one model."""
+    H, d, e = cfg.n_heads, cfg.d_model, cfg.d_head
+    per_layer = 2 * batch * T * d * H * e * 4 + 2 * 2 * batch * H * T * T * e  # Q, K, V, O; scores, mixing
+    unembed = 2 * batch * T * d * cfg.d_vocab_out
+    return 3.0 * (cfg.n_layers * per_layer + unembed)
+
+
+def _setup(run: RunConfig, steps: int):
+    eng = _engine(run)
+    streams = run.streams()
+    means = [s.means() for s in streams]
+    keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
+    state = eng.init(keys, jnp.asarray(run.model_lrs, jnp.float32))
+    data = _to_device_data(
+        [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
+    )
+    return eng, state, data
+
+
+def _steps_per_second(run: RunConfig, steps: int, repeats: int) -> float:
+    eng, state, data = _setup(run, steps)
+    holder = {"state": state}
+
+    def go():
+        holder["state"], loss = eng.run_chunk(holder["state"], data)
+        return loss
+
+    return steps / _median(go, repeats)
+
+
+def _token_run(batch: int, models: int = 1) -> RunConfig:
+    task = TokenStreamTask(V=64, T=65)
+    model = ModelConfig(n_ctx=64, d_vocab=64, d_vocab_out=64, n_layers=2, d_model=64)
+    return RunConfig(task=task, model=model, train=TrainConfig(batch_size=batch), seeds=tuple(range(models)))
+
+
+def _classification_run(models: int = 1) -> RunConfig:
+    task = ClassificationTask()
+    s = ClassificationStream(task, 0)
+    model = ModelConfig(n_ctx=s.n_ctx, d_vocab=s.d_vocab, d_vocab_out=s.d_vocab_out, d_model=128, positional="onehot")
+    return RunConfig(task=task, model=model, train=TrainConfig(batch_size=64), seeds=tuple(range(models)))
+
+
+def bench_training(quick: bool = False) -> dict[str, Any]:
+    """Matmul efficiency of the token toy, batched-vs-loop throughput, and the data share of a step."""
+    repeats = 2 if quick else 5
+    steps = 5 if quick else 25
+    n_models = 4 if quick else 32
+    peak = matmul_peak(512 if quick else 1024, repeats)
+    rows: dict[str, Any] = {"matmul_peak_gflops": peak, "efficiency": [], "batching": [], "torch": None}
+
+    for batch in (32, 128):
+        run = _token_run(batch)
+        sps = _steps_per_second(run, steps, repeats)
+        flops = model_flops(run.model, batch, 64) * sps / 1e9
+        rows["efficiency"].append(
+            {
+                "toy": f"token 2-layer d64 ctx64 batch {batch}",
+                "steps_per_s": sps,
+                "gflops": flops,
+                "of_peak": flops / peak,
+            }
+        )
+
+    for name, make in (("classification (default task)", _classification_run), ("token (d64 ctx64 b32)", None)):
+        batched = make(n_models) if make else _token_run(32, n_models)
+        single = make(1) if make else _token_run(32, 1)
+        vmapped = _steps_per_second(batched, steps, repeats) * n_models
+        eng, state, data = _setup(single, steps)
+        states = [state] * n_models
+
+        def loop(eng=eng, states=states, data=data):
+            out = None
+            for i in range(n_models):
+                states[i], out = eng.run_chunk(states[i], data)
+            return out
+
+        looped = steps * n_models / _median(loop, repeats)
+        rows["batching"].append(
+            {
+                "toy": name,
+                "models": n_models,
+                "vmapped_model_steps_per_s": vmapped,
+                "loop_model_steps_per_s": looped,
+                "ratio": vmapped / looped,
+            }
+        )
+
+    # Data: the time to draw one step's batch against one step's training, at the default classification size.
+    run = _classification_run(1)
+    stream = run.streams()[0]
+    means = stream.means()
+    t_data = _median(lambda: stream.train_chunk(means, 0, steps, run.train.batch_size), repeats) / steps
+    t_step = 1.0 / _steps_per_second(run, steps, repeats)
+    rows["data_fraction"] = {
+        "data_ms_per_step": 1e3 * t_data,
+        "train_ms_per_step": 1e3 * t_step,
+        "fraction": t_data / t_step,
+    }
+    if importlib.util.find_spec("torch") is None:
+        rows["torch"] = "skipped: torch is not importable (it is not a dependency)"
+    return rows
+
+
+def format_training(rows: dict[str, Any]) -> str:
+    """The training benchmark as a readable table."""
+    out = [f"\nTraining (float32 matmul peak measured now: {rows['matmul_peak_gflops']:.1f} GFLOP/s)"]
+    for r in rows["efficiency"]:
+        out.append(
+            f"  {r['toy']:<38} {r['steps_per_s']:8.1f} steps/s {r['gflops']:7.1f} GFLOP/s {r['of_peak']:6.1%} of peak"
+        )
+    for r in rows["batching"]:
+        out.append(
+            f"  {r['toy']:<38} {r['models']} models: vmapped {r['vmapped_model_steps_per_s']:8.1f}, "
+            f"loop {r['loop_model_steps_per_s']:8.1f} model-steps/s, x{r['ratio']:.2f}"
+        )
+    d = rows["data_fraction"]
+    out.append(
+        f"  data per step {d['data_ms_per_step']:.2f} ms vs training step {d['train_ms_per_step']:.2f} ms "
+        f"({d['fraction']:.1%})"
+    )
+    out.append(f"  PyTorch eager twin: {rows['torch']}")
+    return "\n".join(out)
