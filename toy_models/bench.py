@@ -110,7 +110,7 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
         single = make(1) if make else _token_run(32, 1)
         vmapped = _steps_per_second(batched, steps, repeats) * n_models
         eng, state, data = _setup(single, steps)
-        states = [state] * n_models
+        states = [jax.tree_util.tree_map(jnp.copy, state) for _ in range(n_models)]  # run_chunk donates its input
 
         def loop(eng=eng, states=states, data=data):
             out = None
