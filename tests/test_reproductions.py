@@ -55,7 +55,7 @@ def test_two_layer_forms_an_induction_head_through_an_abrupt_transition(two_laye
     """Plateau at B/N, abrupt rise (span <= half the plateau), ICL accuracy >= 0.9, and a formed circuit."""
     res = two_layer
     for m in range(len(SEEDS)):
-        acc, loss = res.curves["icl_acc"][m], res.curves["train_loss"][m]
+        acc, loss = res.curves["icl_acc"][m], res.curves["mix_loss"][m]
         start, end, high = plateau_and_rise(res.steps, acc)
         assert high - end <= (end - start) / 2, (m, start, end, high)
         # on the plateau the loss comes down to ln(N/B), copying one of the N/B labels present, and no lower

@@ -100,13 +100,13 @@ class ClassificationStream:
         }
 
     def eval_sets(self, means: np.ndarray, size: int) -> dict[str, dict[str, np.ndarray]]:
-        """Fixed evaluation sets ``icl``, ``swap``, ``iwl`` (and ``train``, the training mixture), each of ``size``."""
+        """Fixed evaluation sets, each of ``size``: ``mix`` (the training mixture), ``icl``, ``swap`` and ``iwl``."""
         sets = {}
         for i, kind in enumerate(("train", "icl", "swap", "iwl")):
             if kind == "swap" and self.task.L <= self.task.classes_per_burst:
                 continue  # no label other than its own is left for some class: the swap set does not exist
             b = sample_classification(self.task, means, size, derive_seed(self.seed, f"eval{i}"), kind)
-            sets[kind] = {"items": b.items, "labels": b.labels, "classes": b.classes}
+            sets["mix" if kind == "train" else kind] = {"items": b.items, "labels": b.labels, "classes": b.classes}
         return sets
 
 
