@@ -134,3 +134,41 @@ def test_cli_train_bad_flags(flags, needle):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr, out.stderr
+
+
+SHARDED_SCRIPT = """
+import json, jax, numpy as np
+from tests.test_train import run_of
+from toy_models.train import train
+assert len(jax.devices()) == 2, jax.devices()
+res = train(run_of([0, 1]), progress=False)
+sharding = res.state["params"]["embed"]["W_E"].sharding
+print(json.dumps({"icl_acc": res.curves["icl_acc"].tolist(), "steps": res.steps.tolist(),
+                  "train_loss": res.train_loss.tolist(), "n_shards": len(sharding.device_set)}))
+"""
+
+
+def test_sharded_over_two_devices_equals_one_device():
+    """With two host devices the model axis is split across them (each core trains half the models) and the
+    numbers match the single-device run to float tolerance (VMAP_ATOL: different batched kernel shapes)."""
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDED_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sharded["n_shards"] == 2
+    single = train(run_of([0, 1]), progress=False)
+    common, i_s, i_1 = np.intersect1d(sharded["steps"], single.steps, return_indices=True)
+    assert {0, 16, 32, 48} <= set(common.tolist())
+    np.testing.assert_allclose(np.asarray(sharded["icl_acc"])[:, i_s], single.curves["icl_acc"][:, i_1], atol=VMAP_ATOL)
+    np.testing.assert_allclose(sharded["train_loss"], single.train_loss, atol=VMAP_ATOL)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from theory.distributions import ClassificationTask, TokenStreamTask
 from toy_models.model import ModelConfig
 from toy_models.tasks import ClassificationStream, derive_seed
-from toy_models.train import RunConfig, TrainConfig, _engine, _to_device_data
+from toy_models.train import RunConfig, TrainConfig, _engine, _sharders, _to_device_data
 
 __all__ = ["bench_training", "matmul_peak", "model_flops"]
 
@@ -57,7 +57,8 @@ def _setup(run: RunConfig, steps: int):
     data = _to_device_data(
         [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
     )
-    return eng, state, data
+    on_models, on_scan = _sharders(len(streams))  # as train() places them: models split over the devices
+    return eng, on_models(state), on_scan(data)
 
 
 def _steps_per_second(run: RunConfig, steps: int, repeats: int) -> float:
@@ -90,7 +91,8 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
     steps = 5 if quick else 25
     n_models = 4 if quick else 32
     peak = matmul_peak(512 if quick else 1024, repeats)
-    rows: dict[str, Any] = {"matmul_peak_gflops": peak, "efficiency": [], "batching": [], "torch": None}
+    devices = f"{len(jax.devices())} x {jax.devices()[0].platform}"
+    rows: dict[str, Any] = {"devices": devices, "matmul_peak_gflops": peak, "efficiency": [], "batching": []}
 
     for batch in (32, 128):
         run = _token_run(batch)
@@ -142,12 +144,15 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
     }
     if importlib.util.find_spec("torch") is None:
         rows["torch"] = "skipped: torch is not importable (it is not a dependency)"
+    else:
+        rows["torch"] = "not measured: zipfhead has no PyTorch-eager twin of the toy yet"
     return rows
 
 
 def format_training(rows: dict[str, Any]) -> str:
     """The training benchmark as a readable table."""
-    out = [f"\nTraining (float32 matmul peak measured now: {rows['matmul_peak_gflops']:.1f} GFLOP/s)"]
+    peak = rows["matmul_peak_gflops"]
+    out = [f"\nTraining on {rows['devices']} (float32 matmul peak measured now: {peak:.1f} GFLOP/s)"]
     for r in rows["efficiency"]:
         out.append(
             f"  {r['toy']:<38} {r['steps_per_s']:8.1f} steps/s {r['gflops']:7.1f} GFLOP/s {r['of_peak']:6.1%} of peak"

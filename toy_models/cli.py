@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -318,8 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_every_core() -> None:
+    """Expose each CPU core as a JAX host device (unless XLA_FLAGS already says), before JAX is imported.
+
+    The engine splits a batch of models over all devices; on a CPU-only machine that is how both cores do
+    useful work. Accelerators are unaffected: they stay the default devices.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={os.cpu_count() or 1}".strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``zipfhead``; returns the exit status (0, or 2 for bad input)."""
+    use_every_core()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from theory._validate import check_choice, check_int, check_real
 from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
@@ -355,6 +356,24 @@ def _to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.nd
     return {k: jnp.asarray(np.stack([c[k] for c in chunks], axis=1)) for k in chunks[0] if k != "induction"}
 
 
+def _sharders(M: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Place pytrees with the model axis split over every JAX device (axis 0, or axis 1 for scan data).
+
+    Several GPUs, or several host devices (``zipfhead`` sets XLA_FLAGS=--xla_force_host_platform_device_count
+    to the core count, so each core runs its share of the models), each train M / n_devices models. When M
+    is not a multiple of the device count everything stays on the default device.
+    """
+    devices = jax.devices()
+    if len(devices) < 2 or M % len(devices):
+        return (lambda tree: tree), (lambda tree: tree)
+    mesh = Mesh(np.asarray(devices), ("model",))
+
+    def place(spec: PartitionSpec) -> Callable[[Any], Any]:
+        return lambda tree: jax.device_put(tree, NamedSharding(mesh, spec))
+
+    return place(PartitionSpec("model")), place(PartitionSpec(None, "model"))
+
+
 def train(
     run: RunConfig,
     out_dir: str | Path | None = None,
@@ -380,6 +399,8 @@ def train(
     eval_sets = [s.eval_sets(m, tcfg.eval_size) for s, m in zip(streams, means, strict=True)]
     eval_data = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *eval_sets)
 
+    on_models, on_scan = _sharders(M)
+    eval_data = on_models(eval_data)
     keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
     state = engine.init(keys, jnp.asarray(run.model_lrs, dtype=jnp.float32))
     step = 0
@@ -394,6 +415,7 @@ def train(
                     raise ValueError(f"{out} holds a checkpoint of a different config: use another directory")
                 state, step, history, _ = loaded
 
+    state = on_models(state)
     headline = headline_measure(run.kind)
 
     def record(step_now: int) -> None:
@@ -414,7 +436,7 @@ def train(
     def batches(step0: int) -> tuple[int, dict[str, jnp.ndarray]]:
         n = min(tcfg.chunk, tcfg.steps - step0)
         chunks = [s.train_chunk(m, step0, n, tcfg.batch_size) for s, m in zip(streams, means, strict=True)]
-        return n, _to_device_data(chunks)
+        return n, on_scan(_to_device_data(chunks))
 
     t0 = time.perf_counter()
     data_seconds = 0.0
