@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -45,16 +46,11 @@ def classification_inputs(items: jnp.ndarray, labels: jnp.ndarray, L: int) -> jn
     N = n1 - 1
     item_part = jnp.concatenate([items, jnp.zeros((*lead, n1, L), items.dtype)], axis=-1)
     label_part = jnp.concatenate(
-        [jnp.zeros((*lead, N, D), items.dtype), jax_one_hot(labels[..., :N], L, items.dtype)], axis=-1
+        [jnp.zeros((*lead, N, D), items.dtype), jax.nn.one_hot(labels[..., :N], L, dtype=items.dtype)], axis=-1
     )
     # positions: item_0, label_0, item_1, label_1, ..., item_(N-1), label_(N-1), query
     pairs = jnp.stack([item_part[..., :N, :], label_part], axis=-2).reshape(*lead, 2 * N, D + L)
     return jnp.concatenate([pairs, item_part[..., N:, :]], axis=-2)
-
-
-def jax_one_hot(x: jnp.ndarray, n: int, dtype) -> jnp.ndarray:
-    """One-hot encoding along a new last axis of size n."""
-    return (x[..., None] == jnp.arange(n)).astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -134,13 +130,10 @@ class TokenStream:
         return None
 
     def train_chunk(self, _means: Any, step0: int, n_steps: int, batch: int) -> dict[str, np.ndarray]:
-        """Token batches (n, b, T) and induction masks (n, b, T)."""
+        """Token batches (n, b, T) (next-token training uses every position, so no mask is needed)."""
         out = sample_token_streams(self.task, n_steps * batch, derive_seed(self.seed, "train"), offset=step0 * batch)
         T = self.task.T
-        return {
-            "tokens": out.tokens.reshape(n_steps, batch, T),
-            "induction": out.induction.reshape(n_steps, batch, T),
-        }
+        return {"tokens": out.tokens.reshape(n_steps, batch, T)}
 
     def eval_sets(self, _means: Any, size: int) -> dict[str, dict[str, np.ndarray]]:
         """``stream``: held-out token streams; ``repeated``: Olsson's repeated random tokens (two copies of T//2)."""

@@ -353,7 +353,7 @@ class RunResult:
 
 def _to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.ndarray]:
     """Per-model chunks (n_steps, batch, ...) -> scan layout (n_steps, M, batch, ...)."""
-    return {k: jnp.asarray(np.stack([c[k] for c in chunks], axis=1)) for k in chunks[0] if k != "induction"}
+    return {k: jnp.asarray(np.stack([c[k] for c in chunks], axis=1)) for k in chunks[0]}
 
 
 def _sharders(M: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
