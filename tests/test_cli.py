@@ -103,3 +103,37 @@ def test_bench_quick_runs(capsys):
     assert len(payload["samplers"]) == 3 and len(payload["statistics"]) == 10
     assert all(r["numba_positions_per_s"] > 0 and r["speedup_vs_numpy"] > 0 for r in payload["samplers"])
     assert all(r["exact_ms"] > 0 and r["asymptotic_ms"] > 0 for r in payload["statistics"])
+
+
+REEXEC_SCRIPT = """
+import os, sys
+print("start", os.environ.get("GLIBC_TUNABLES"), flush=True)
+sys.argv = ["zipfhead", "train", "--steps", "-1"]
+from toy_models.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_train_restarts_once_with_allocator_tunables(disabled):
+    """`zipfhead train` restarts itself once with glibc's allocator tuned (unless ZIPFHEAD_NO_REEXEC=1); bad
+    input still gives one line and exit status 2."""
+    import os
+    import platform
+
+    from toy_models.cli import ALLOCATOR_TUNABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "ZIPFHEAD_NO_REEXEC")}
+    if disabled:
+        env["ZIPFHEAD_NO_REEXEC"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-c", REEXEC_SCRIPT], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert out.returncode == 2
+    starts = out.stdout.split()
+    if disabled or platform.libc_ver()[0] != "glibc":
+        assert starts == ["start", "None"]
+    else:
+        assert starts == ["start", "None", "start", ALLOCATOR_TUNABLES]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zipfhead: error: steps") and "Traceback" not in out.stderr

@@ -172,3 +172,25 @@ def test_sharded_over_two_devices_equals_one_device():
     assert {0, 16, 32, 48} <= set(common.tolist())
     np.testing.assert_allclose(np.asarray(sharded["icl_acc"])[:, i_s], single.curves["icl_acc"][:, i_1], atol=VMAP_ATOL)
     np.testing.assert_allclose(sharded["train_loss"], single.train_loss, atol=VMAP_ATOL)
+
+
+def test_grouped_vmap_widths_equal_plain_vmap():
+    """The engine's executions (4 models as 1, 2 or 4 vmapped at a time) agree to VMAP_ATOL; the timed
+    choice picks one of the candidates and keeps it for the shape."""
+    import jax.numpy as jnp
+
+    from toy_models.bench import _setup
+
+    run = run_of([0, 1, 2, 3])
+    eng, state, data = _setup(run, 6)
+    out = {}
+    for w in eng.widths(4):
+        copy = jax.tree_util.tree_map(jnp.copy, state)
+        new, loss = eng.chunk_fn(4, w)(copy, data)
+        out[w] = (np.asarray(loss), np.asarray(new["params"]["blocks"][1]["attn"]["W_Q"]))
+    assert {1, 4} <= set(out) and out[1][0].shape == (6, 4)
+    for w, (loss, w_q) in out.items():
+        np.testing.assert_allclose(loss, out[4][0], atol=VMAP_ATOL, err_msg=f"width {w}")
+        np.testing.assert_allclose(w_q, out[4][1], atol=VMAP_ATOL, err_msg=f"width {w}")
+    chosen = eng.choose(state, data, probe=True)
+    assert chosen in eng.widths(4) and eng.choose(state, data, probe=False) == chosen

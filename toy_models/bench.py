@@ -6,6 +6,7 @@ All ratios are taken in one run on one machine, after a warm-up call (compilatio
 from __future__ import annotations
 
 import importlib.util
+import os
 import statistics as pystats
 import time
 from collections.abc import Callable
@@ -30,6 +31,19 @@ def _median(fn: Callable[[], Any], repeats: int) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
     return pystats.median(times)
+
+
+def _paired(f: Callable[[], Any], g: Callable[[], Any], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall times of f and g, called alternately after one warm-up call each."""
+    jax.block_until_ready(f())
+    jax.block_until_ready(g())
+    tf, tg = [], []
+    for _ in range(repeats):
+        for fn, times in ((f, tf), (g, tg)):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - t0)
+    return tf, tg
 
 
 def matmul_peak(n: int = 1024, repeats: int = 5) -> float:
@@ -92,7 +106,9 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
     n_models = 4 if quick else 32
     peak = matmul_peak(512 if quick else 1024, repeats)
     devices = f"{len(jax.devices())} x {jax.devices()[0].platform}"
-    rows: dict[str, Any] = {"devices": devices, "matmul_peak_gflops": peak, "efficiency": [], "batching": []}
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    rows: dict[str, Any] = {"devices": devices, "glibc_tunables": tunables, "matmul_peak_gflops": peak}
+    rows.update({"efficiency": [], "batching": []})
 
     for batch in (32, 128):
         run = _token_run(batch)
@@ -110,7 +126,14 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
     for name, make in (("classification (default task)", _classification_run), ("token (d64 ctx64 b32)", None)):
         batched = make(n_models) if make else _token_run(32, n_models)
         single = make(1) if make else _token_run(32, 1)
-        vmapped = _steps_per_second(batched, steps, repeats) * n_models
+        beng, bstate, bdata = _setup(batched, steps)
+        width = beng.choose(bstate, bdata, probe=True)  # the execution train() would pick (timed on CPU)
+        held = {"state": bstate}
+
+        def engine(beng=beng, held=held, bdata=bdata):
+            held["state"], loss = beng.run_chunk(held["state"], bdata)
+            return loss
+
         eng, state, data = _setup(single, steps)
         states = [jax.tree_util.tree_map(jnp.copy, state) for _ in range(n_models)]  # run_chunk donates its input
 
@@ -120,14 +143,16 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
                 states[i], out = eng.run_chunk(states[i], data)
             return out
 
-        looped = steps * n_models / _median(loop, repeats)
+        # Interleaved, so that both see the same machine load; the ratio is the median of paired ratios.
+        t_engine, t_loop = _paired(engine, loop, repeats)
         rows["batching"].append(
             {
                 "toy": name,
                 "models": n_models,
-                "vmapped_model_steps_per_s": vmapped,
-                "loop_model_steps_per_s": looped,
-                "ratio": vmapped / looped,
+                "width": width,
+                "vmapped_model_steps_per_s": steps * n_models / pystats.median(t_engine),
+                "loop_model_steps_per_s": steps * n_models / pystats.median(t_loop),
+                "ratio": pystats.median(b / a for a, b in zip(t_engine, t_loop, strict=True)),
             }
         )
 
@@ -153,14 +178,16 @@ def format_training(rows: dict[str, Any]) -> str:
     """The training benchmark as a readable table."""
     peak = rows["matmul_peak_gflops"]
     out = [f"\nTraining on {rows['devices']} (float32 matmul peak measured now: {peak:.1f} GFLOP/s)"]
+    out.append(f"  glibc allocator tunables: {rows.get('glibc_tunables') or 'none'}")
     for r in rows["efficiency"]:
         out.append(
             f"  {r['toy']:<38} {r['steps_per_s']:8.1f} steps/s {r['gflops']:7.1f} GFLOP/s {r['of_peak']:6.1%} of peak"
         )
     for r in rows["batching"]:
         out.append(
-            f"  {r['toy']:<38} {r['models']} models: vmapped {r['vmapped_model_steps_per_s']:8.1f}, "
-            f"loop {r['loop_model_steps_per_s']:8.1f} model-steps/s, x{r['ratio']:.2f}"
+            f"  {r['toy']:<38} {r['models']} models: engine (vmap width {r['width']}) "
+            f"{r['vmapped_model_steps_per_s']:8.1f}, loop {r['loop_model_steps_per_s']:8.1f} model-steps/s, "
+            f"x{r['ratio']:.2f} (median of paired ratios)"
         )
     d = rows["data_fraction"]
     out.append(

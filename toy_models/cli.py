@@ -330,11 +330,42 @@ def use_every_core() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={os.cpu_count() or 1}".strip()
 
 
+# glibc returns large freed buffers to the kernel at once (mmap'd above mmap_threshold, trimmed above
+# trim_threshold), so every training step page-faults its activations in again; measured 1.5-1.65x faster
+# at batch >= 96 with both thresholds at their maximum, and no slower at small batch.
+ALLOCATOR_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
+_JAX_COMMANDS = ("train", "bench")
+
+
+def reexec_with_allocator_tunables() -> None:
+    """Restart this process once with GLIBC_TUNABLES set (glibc reads it only at start-up).
+
+    Only on glibc, only when GLIBC_TUNABLES is unset, and never when ZIPFHEAD_NO_REEXEC is set (it is set
+    for the restarted process, so this happens at most once). Returns if it does not restart.
+    """
+    import platform
+
+    if os.environ.get("ZIPFHEAD_NO_REEXEC") or "GLIBC_TUNABLES" in os.environ:
+        return
+    if platform.libc_ver()[0] != "glibc" or not getattr(sys, "orig_argv", None):
+        return
+    env = {**os.environ, "GLIBC_TUNABLES": ALLOCATOR_TUNABLES, "ZIPFHEAD_NO_REEXEC": "1"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``zipfhead``; returns the exit status (0, or 2 for bad input)."""
+    """Run ``zipfhead``; returns the exit status (0, or 2 for bad input).
+
+    From the command line (``argv`` None), ``train`` and ``bench`` first restart the process with glibc's
+    allocator tuned (see :func:`reexec_with_allocator_tunables`; ZIPFHEAD_NO_REEXEC=1 turns that off).
+    """
     use_every_core()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command in _JAX_COMMANDS:
+        reexec_with_allocator_tunables()
     try:
         return int(args.func(args))
     except ValueError as err:

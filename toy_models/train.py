@@ -231,12 +231,97 @@ class Engine:
             frozen = jax.tree_util.tree_map(lambda n, o: jnp.where(keep, n, o), new, old)
             return {**frozen, "diverged": state["diverged"] | ~finite}, loss
 
-        def chunk(state, data):
-            return jax.lax.scan(jax.vmap(step_one), state, data)
-
+        self._step = step_one
+        self._compiled: dict[tuple, Callable] = {}  # (M, width) -> jitted chunk
+        self._width: dict[tuple, int] = {}  # (M, data shapes) -> chosen width
+        self.probe_seconds: dict[tuple, dict[int, float]] = {}  # what the timed probes measured
         self.init = jax.jit(jax.vmap(init_one))
-        self.run_chunk = jax.jit(chunk, donate_argnums=0)
         self.evaluate = jax.jit(jax.vmap(self._eval_fn()))
+
+    def chunk_fn(self, M: int, width: int) -> Callable:
+        """The jitted chunk for M models: a scan of steps, the models vmapped in groups of ``width``.
+
+        The model axis is split over every device (shard_map); each device runs its M / n_devices models as
+        groups of ``width`` vmapped models, one group after another (``lax.map``), each group a scan of steps.
+        ``width`` equal to the per-device count is a plain vmap; 1 is a loop over single models.
+        """
+        if (M, width) in self._compiled:
+            return self._compiled[(M, width)]
+        step_one = self._step
+
+        def local(state, data):
+            m = jax.tree_util.tree_leaves(state)[0].shape[0]
+            if width >= m:
+                return jax.lax.scan(jax.vmap(step_one), state, data)
+            g = m // width
+
+            def group(args):
+                return jax.lax.scan(jax.vmap(step_one), *args)
+
+            state_g = jax.tree_util.tree_map(lambda x: x.reshape(g, width, *x.shape[1:]), state)
+            data_g = jax.tree_util.tree_map(
+                lambda x: jnp.moveaxis(x.reshape(x.shape[0], g, width, *x.shape[2:]), 1, 0), data
+            )
+            new, losses = jax.lax.map(group, (state_g, data_g))  # losses (g, n, width)
+            new = jax.tree_util.tree_map(lambda x: x.reshape(m, *x.shape[2:]), new)
+            return new, jnp.moveaxis(losses, 0, 1).reshape(losses.shape[1], m)
+
+        mesh = _mesh(M)
+        fn = local
+        if mesh is not None:
+            fn = jax.shard_map(
+                local,
+                mesh=mesh,
+                in_specs=(PartitionSpec("model"), PartitionSpec(None, "model")),
+                out_specs=(PartitionSpec("model"), PartitionSpec(None, "model")),
+            )
+        self._compiled[(M, width)] = jax.jit(fn, donate_argnums=0)
+        return self._compiled[(M, width)]
+
+    def widths(self, M: int) -> list[int]:
+        """Candidate group widths: powers of two dividing the per-device model count, and that count itself."""
+        mesh = _mesh(M)
+        per_device = M // (mesh.size if mesh is not None else 1)
+        powers = (1 << k for k in range(per_device.bit_length()))
+        return sorted({w for w in powers if per_device % w == 0} | {per_device})
+
+    def choose(self, state: Any, data: Any, probe: bool = True) -> int:
+        """The group width for this (M, data shape): chosen once, then cached in memory.
+
+        ``ZIPFHEAD_VMAP_WIDTH`` forces a width (rounded down to a candidate). Off the CPU, or without ``probe``,
+        the choice is a plain vmap over each device's models. On CPU, where wide batched matmuls can be slower
+        than narrow ones (measured: it depends on the toy's size), each candidate runs this chunk once on a
+        copy of the state, compiled beforehand, and the fastest is kept. The choice changes kernels, not the
+        maths: results agree to float tolerance whatever the width.
+        """
+        M = jax.tree_util.tree_leaves(state)[0].shape[0]
+        key = (M, tuple((k, v.shape[1:]) for k, v in sorted(data.items())))  # any chunk length
+        if key in self._width:
+            return self._width[key]
+        widths = self.widths(M)
+        forced = os.environ.get("ZIPFHEAD_VMAP_WIDTH")
+        if forced:
+            width = max([w for w in widths if w <= max(1, int(forced))], default=1)
+        elif len(widths) == 1 or not probe or jax.devices()[0].platform != "cpu":
+            width = widths[-1]
+        else:
+            seconds = {}
+            for w in widths:
+                compiled = self.chunk_fn(M, w).lower(state, data).compile()
+                copy = jax.tree_util.tree_map(jnp.copy, state)
+                jax.block_until_ready(copy)
+                t0 = time.perf_counter()
+                jax.block_until_ready(compiled(copy, data))
+                seconds[w] = time.perf_counter() - t0
+            width = min(seconds, key=seconds.get)
+            self.probe_seconds[key] = seconds
+        self._width[key] = width
+        return width
+
+    def run_chunk(self, state: Any, data: Any, probe: bool = False) -> tuple[Any, jnp.ndarray]:
+        """One chunk of steps for all models (state donated); the execution as :meth:`choose` picks it."""
+        M = jax.tree_util.tree_leaves(state)[0].shape[0]
+        return self.chunk_fn(M, self.choose(state, data, probe))(state, data)
 
     def _eval_fn(self) -> Callable:
         cfg, run = self.run.model, self.run
@@ -289,6 +374,7 @@ class Engine:
 
 
 _ENGINES: dict[tuple, Engine] = {}
+_PROBE_MIN_CHUNKS = 20  # runs shorter than this many chunks skip the timed probe: it would not pay for itself
 
 
 def _engine(run: RunConfig) -> Engine:
@@ -356,6 +442,14 @@ def _to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.nd
     return {k: jnp.asarray(np.stack([c[k] for c in chunks], axis=1)) for k in chunks[0]}
 
 
+def _mesh(M: int) -> Mesh | None:
+    """A one-axis mesh ("model") over every device, or None (one device, or M not a multiple of their count)."""
+    devices = jax.devices()
+    if len(devices) < 2 or M % len(devices):
+        return None
+    return Mesh(np.asarray(devices), ("model",))
+
+
 def _sharders(M: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     """Place pytrees with the model axis split over every JAX device (axis 0, or axis 1 for scan data).
 
@@ -363,10 +457,9 @@ def _sharders(M: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     to the core count, so each core runs its share of the models), each train M / n_devices models. When M
     is not a multiple of the device count everything stays on the default device.
     """
-    devices = jax.devices()
-    if len(devices) < 2 or M % len(devices):
+    mesh = _mesh(M)
+    if mesh is None:
         return (lambda tree: tree), (lambda tree: tree)
-    mesh = Mesh(np.asarray(devices), ("model",))
 
     def place(spec: PartitionSpec) -> Callable[[Any], Any]:
         return lambda tree: jax.device_put(tree, NamedSharding(mesh, spec))
@@ -443,7 +536,9 @@ def train(
     if step < tcfg.steps:
         n, data = batches(step)
     while step < tcfg.steps:
-        state, losses = engine.run_chunk(state, data)  # dispatched asynchronously ...
+        # The first chunk of a long run may time the candidate executions (see Engine.choose).
+        probe = (tcfg.steps - step) >= _PROBE_MIN_CHUNKS * tcfg.chunk
+        state, losses = engine.run_chunk(state, data, probe=probe)  # dispatched asynchronously ...
         if step + n < tcfg.steps:  # ... so the next chunk's data is drawn while this one trains
             t_data = time.perf_counter()
             n_next, data_next = batches(step + n)
