@@ -334,3 +334,74 @@ def naive_sample_repeated_tokens(V: int, R: int, n_seqs: int, seed: int, offset:
             half.append(c)
         rows.append(half + half)
     return np.array(rows, dtype=np.int32).reshape(n_seqs, 2 * R)
+
+
+# --- reduced model of induction-head formation (theory.reduced) ---------------------------------------------
+def reduced_case_loss(a, b, c, w, s, m, n, r, n_o, M):
+    """One case's cross-entropy, written from the model's definition (softmax over the L labels)."""
+    x = s * a * b
+    Z = m * math.exp(x) + n - m
+    z_star = c * m * math.exp(x) / Z + w
+    z_o = c * r / Z
+    logits = [z_star] + [z_o] * round(n_o) + [0.0] * round(M)
+    top = max(logits)
+    return -(z_star - top) + math.log(sum(math.exp(z - top) for z in logits))
+
+
+def reduced_case_curvature(a, b, c, w, s, m, n, r, n_o, M):
+    """1 - sum_l P_l^2 of the same softmax."""
+    x = s * a * b
+    Z = m * math.exp(x) + n - m
+    logits = [c * m * math.exp(x) / Z + w] + [c * r / Z] * round(n_o) + [0.0] * round(M)
+    top = max(logits)
+    e = [math.exp(z - top) for z in logits]
+    tot = sum(e)
+    return 1.0 - sum((v / tot) ** 2 for v in e)
+
+
+def reduced_objective(y, table, bin_size, s, iw_rate, inv_cap):
+    """Expected loss + interference cost R = inv_cap / 2 * S * Q of state y = (a, b, c, w_1..w_G), per class w's."""
+    a, b, c = y[0], y[1], y[2]
+    loss = 0.0
+    Q = 0.0
+    for weight, m, n, r, n_o, M, g in table:
+        if weight == 0:
+            continue
+        w = y[3 + int(g)] if g >= 0 else 0.0
+        loss += weight * reduced_case_loss(a, b, c, w, s, m, n, r, n_o, M)
+        Q += weight * reduced_case_curvature(a, b, c, w, s, m, n, r, n_o, M)
+    S = sum(bin_size[g] * y[3 + g] ** 2 / iw_rate for g in range(len(bin_size)))
+    return loss + 0.5 * inv_cap * S * Q
+
+
+def reduced_flow(y, table, bin_size, s, iw_rate, inv_cap, rho, wd, h=1e-6):
+    """The flow by central finite differences of :func:`reduced_objective` (no sympy): d(a, b, c)/dt = -grad - wd,
+    and per class dw/dt = rho * iw_rate * (-(1 / n_g) d objective / d w_g) - wd w_g."""
+    out = []
+    for p in range(len(y)):
+        up = list(y)
+        dn = list(y)
+        up[p] += h
+        dn[p] -= h
+        grad = (
+            reduced_objective(up, table, bin_size, s, iw_rate, inv_cap)
+            - reduced_objective(dn, table, bin_size, s, iw_rate, inv_cap)
+        ) / (2 * h)
+        if p < 3:
+            out.append(-grad - wd * y[p])
+        else:
+            out.append(rho * iw_rate * (-grad / bin_size[p - 3]) - wd * y[p])
+    return out
+
+
+def reduced_integrate(y0, table, bin_size, s, iw_rate, inv_cap, rho, wd, t_end, n_steps):
+    """Classical fixed-step RK4 of :func:`reduced_flow` from 0 to t_end; returns the final state."""
+    y = list(y0)
+    dt = t_end / n_steps
+    for _ in range(n_steps):
+        k1 = reduced_flow(y, table, bin_size, s, iw_rate, inv_cap, rho, wd)
+        k2 = reduced_flow([v + dt / 2 * k for v, k in zip(y, k1)], table, bin_size, s, iw_rate, inv_cap, rho, wd)
+        k3 = reduced_flow([v + dt / 2 * k for v, k in zip(y, k2)], table, bin_size, s, iw_rate, inv_cap, rho, wd)
+        k4 = reduced_flow([v + dt * k for v, k in zip(y, k3)], table, bin_size, s, iw_rate, inv_cap, rho, wd)
+        y = [v + dt / 6 * (p + 2 * q + 2 * u + z) for v, p, q, u, z in zip(y, k1, k2, k3, k4, strict=True)]
+    return y

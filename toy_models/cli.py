@@ -311,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(tr)
     tr.set_defaults(func=_cmd_train)
 
+    from toy_models.cli_theory import add_calibrate_parser, add_predict_parser
+
+    add_predict_parser(sub, add_distribution_flags, _add_train_flags)
+    add_calibrate_parser(sub)
+
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     bench.add_argument("--part", choices=("data", "training", "all"), default="all", help="which benchmarks [all]")

@@ -1,0 +1,276 @@
+"""Closed forms of the reduced model (:mod:`theory.reduced`): plateau, escape, memorisation, phase.
+
+Every formula is derived in ``proofs_notebooks/02_induction_reduced_model.py`` (sympy, asserted) and compared with
+numerical integration of the reduced model in ``tests/test_closed_form.py``. Symbols as in
+:mod:`theory.distributions`; flow time t as in :mod:`theory.reduced`; n = N / B classes per bursty context,
+M = L - n labels absent from it, s = 1 / (1 + eps^2), p_b = p_C + (1 - p_C) p_B the bursty mass.
+
+1. **Copy plateau** (b = 0, nothing memorised). The output strength obeys
+   du/dt = p_b (B/N)^2 M / (n e^u + M),  u = c B / N,
+   whose solution is n e^u + M u = n + A t, A = p_b (B/N)^2 M, i.e. u(t) = y - W((n/M) e^y), y = (n + A t) / M,
+   W the Lambert function. The loss tends to ln(N / B) and the in-context accuracy to B / N: the one-layer
+   model's best (it cannot build the previous-token step, so this is all it can reach without memorising).
+2. **Escape** (linearising (a, b) about 0). The loss depends on (a, b) through x = s a b only, and on bursty
+   sequences dl/dx at x = 0 is exactly -c B (N - B) / N^2 (independent of M and of the softmax). So
+   d(a, b)/dt = lambda (b, a) with lambda(t) = s c(t) B (N - B) / N^2 p_b U(t): a = b = theta0 e^Lambda,
+   Lambda(t) = int_0^t lambda. The transition (half-way accuracy) comes when x reaches x_half, i.e.
+   Lambda(t*) = (1/2) ln(x_half / (s theta0^2)). With U = 1 the integral is explicit:
+   int_0^t c = (N/B) (M/A) [y^2/2 - omega - omega^2/2] between the limits, omega = W((n/M) e^y).
+3. **Memorisation** (the in-weights channel alone). Class k's logit grows at rho s p_k (1 - P_k) and the
+   interference cost caps it: only classes with p_k >= p_cap = ln(L) / (rho-free capacity kappa D L s) can be
+   memorised. The unmemorised mass is approximated by U(t) = sum_{p_k >= p_cap} p_k exp(-rho s p_k t / ln L)
+   + sum_{p_k < p_cap} p_k (the foundation's U(t; c) with c = rho s / ln L, restricted to memorisable classes),
+   and the escape uses its time average.
+4. **Phase** at a horizon t_h: in-context if t* <= t_h; in-weights if the memorised mass 1 - U(t_h) >= 1/2;
+   both / neither accordingly; transient when the circuit forms but weight decay beats its drive at t_h:
+   wd > lambda(t_h) (the induction strengths then decay).
+
+The large-K limits: U -> 1 and t* -> t*_inf (the pure induction escape) when alpha <= 1 or K >> capacity; for
+alpha > 1 the unmemorisable mass tends to the Zipf tail beyond k_cap = (p_cap H_alpha)^(-1/alpha).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.reduced import ReducedParams, _zipf_bins
+
+__all__ = [
+    "copy_plateau",
+    "escape_target",
+    "lambert_w",
+    "match_half",
+    "memorisable_cutoff",
+    "output_integral",
+    "output_strength",
+    "phase_from",
+    "transition_time",
+    "transition_times",
+    "unmemorised_mass",
+]
+
+
+def match_half(task: ClassificationTask) -> float:
+    """x_half = ln(h / (1 - h) (N - B) / B), h = (1 + 1/L) / 2: the match logit at which the novel-class accuracy
+    is half-way from 1/L to 1 once copying is saturated (accuracy B e^x / (B e^x + N - B))."""
+    h = 0.5 * (1.0 + 1.0 / task.L)
+    return math.log(h / (1.0 - h) * (task.N - task.B) / task.B) if task.N > task.B else 0.0
+
+
+def lambert_w(z: np.ndarray | float) -> np.ndarray:
+    """Principal branch W(z) for z >= 0 (Halley's iteration, to float64 precision). Shape of ``z``.
+
+    For large z the start is ln z - ln ln z; 8 Halley steps reach machine precision on [0, 1e300].
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if np.any(z < 0) or not np.all(np.isfinite(z)):
+        raise ValueError("lambert_w needs finite z >= 0")
+    lz = np.log1p(z)
+    w = np.where(z < 3.0, lz * (1 - np.log1p(lz) / (2 + lz)), np.log(np.maximum(z, 3.0)) - np.log(lz))
+    for _ in range(12):
+        ew = np.exp(w)
+        f = w * ew - z
+        w1 = w + 1.0
+        w = w - f / (ew * w1 - (w + 2.0) * f / (2.0 * w1))
+    return w
+
+
+def _geometry(task: ClassificationTask | TokenStreamTask) -> tuple[float, float, float, float, float]:
+    """(n, M, B/N drive factor, p_b, s) of the bursty copy problem."""
+    if isinstance(task, ClassificationTask):
+        n = task.N / task.B
+        M = task.L - n
+        drive = task.B * (task.N - task.B) / task.N**2
+        p_b = task.p_C + (1 - task.p_C) * task.p_B
+        return n, M, task.B / task.N, p_b, drive / (1 + task.eps**2)
+    raise ValueError(f"task = {task!r}: closed forms are given for ClassificationTask only")
+
+
+def copy_plateau(task: ClassificationTask) -> dict[str, float]:
+    """The copy-a-context-label level: loss ln(N/B) (nats) and novel-class accuracy B/N (the one-layer best)."""
+    n, *_ = _geometry(task)
+    return {"loss": math.log(n), "icl_accuracy": 1.0 / n}
+
+
+def output_strength(task: ClassificationTask, t: np.ndarray | float) -> np.ndarray:
+    """c(t) on the copy plateau (b = 0, no memorisation), closed form through Lambert W. Shape of ``t``."""
+    n, M, ratio, p_b, _ = _geometry(task)
+    if M <= 0:
+        return np.zeros_like(np.asarray(t, dtype=np.float64))
+    A = p_b * ratio**2 * M
+    y = (n + A * np.asarray(t, dtype=np.float64)) / M
+    return (y - _w_exp(math.log(n / M), y)) / ratio
+
+
+def _w_exp(log_k: float, y: np.ndarray) -> np.ndarray:
+    """W(k e^y) without overflow: for large arguments iterate on log W instead."""
+    arg = log_k + y
+    small = arg < 600
+    out = np.empty_like(arg)
+    out[small] = lambert_w(np.exp(arg[small]))
+    if np.any(~small):
+        big = arg[~small]
+        w = big - np.log(big)
+        for _ in range(8):
+            w = w - (w + np.log(w) - big) / (1 + 1 / w)
+        out[~small] = w
+    return out
+
+
+def output_integral(task: ClassificationTask, t: np.ndarray | float) -> np.ndarray:
+    """int_0^t c(tau) dtau on the copy plateau, in closed form (see the module docstring). Shape of ``t``."""
+    n, M, ratio, p_b, _ = _geometry(task)
+    t = np.asarray(t, dtype=np.float64)
+    if M <= 0 or p_b == 0:
+        return np.zeros_like(t)
+    A = p_b * ratio**2 * M
+    log_k = math.log(n / M)
+
+    def F(y):
+        om = _w_exp(log_k, y)
+        return y**2 / 2 - om - om**2 / 2
+
+    y0 = np.atleast_1d(np.full_like(t, n / M))
+    y1 = np.atleast_1d((n + A * t) / M)
+    return ((M / A) * (F(y1) - F(y0)) / ratio).reshape(t.shape)
+
+
+def memorisable_cutoff(task: ClassificationTask, params: ReducedParams) -> float:
+    """p_cap = ln(L) / (kappa D L s): classes rarer than this cannot be memorised (probability units)."""
+    s = 1.0 / (1.0 + task.eps**2)
+    return math.log(task.L) / (params.kappa * params.D * task.L * s)
+
+
+def _bins(task: ClassificationTask, max_bins: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    return _zipf_bins(task.K, task.alpha, task.q, max_bins)
+
+
+def _memorisation(task: ClassificationTask, params: ReducedParams, max_bins: int = 64):
+    """(per-class probability (G,), class counts (G,), memorisable (G,) bool, rate) over geometric rank bins."""
+    sizes, masses = _bins(task, max_bins)
+    p = masses / sizes
+    s = 1.0 / (1.0 + task.eps**2)
+    rate = params.iw_speed * s / math.log(task.L)
+    return p, sizes, p >= memorisable_cutoff(task, params), rate
+
+
+def unmemorised_mass(task: ClassificationTask, params: ReducedParams, t: np.ndarray | float) -> np.ndarray:
+    """U(t): probability mass of classes not yet memorised (item 3 of the module docstring). Shape of ``t``."""
+    p, sizes, ok, rate = _memorisation(task, params)
+    t = np.asarray(t, dtype=np.float64)
+    decay = np.where(ok, np.exp(-rate * np.multiply.outer(t, p)), 1.0)
+    return np.sum(sizes * p * decay, axis=-1)
+
+
+class _Cells:
+    """Per-cell arrays of the closed forms, so that a whole grid is evaluated at once (shape (n,) each)."""
+
+    def __init__(self, tasks: list[ClassificationTask], params: list[ReducedParams], max_bins: int = 64):
+        geo = np.array([_geometry(t) for t in tasks])
+        self.n, self.M, self.ratio, self.p_b, self.drive = geo.T
+        self.A = self.p_b * self.ratio**2 * self.M
+        self.log_k = np.log(self.n / np.maximum(self.M, 1e-300))
+        mem = [_memorisation(t, p, max_bins) for t, p in zip(tasks, params, strict=True)]
+        G = max(m[0].shape[0] for m in mem)
+        self.p = np.zeros((len(tasks), G))
+        self.mass = np.zeros((len(tasks), G))
+        self.ok = np.zeros((len(tasks), G), dtype=bool)
+        for i, (p, sizes, ok, _) in enumerate(mem):
+            self.p[i, : p.shape[0]] = p
+            self.mass[i, : p.shape[0]] = p * sizes
+            self.ok[i, : p.shape[0]] = ok
+        self.rate = np.array([m[3] for m in mem])
+        self.target = np.array([escape_target(t, p) for t, p in zip(tasks, params, strict=True)])
+
+    def output_integral(self, t: np.ndarray) -> np.ndarray:
+        good = (self.M > 0) & (self.p_b > 0)
+        A = np.where(good, self.A, 1.0)
+        M = np.where(good, self.M, 1.0)
+
+        def F(y):
+            om = _w_exp_array(self.log_k, y)
+            return y**2 / 2 - om - om**2 / 2
+
+        y0 = self.n / M
+        y1 = (self.n + A * t) / M
+        return np.where(good, (M / A) * (F(y1) - F(y0)) / self.ratio, 0.0)
+
+    def mean_unmemorised(self, t: np.ndarray) -> np.ndarray:
+        t = np.maximum(t, 1e-300)[:, None]
+        x = self.rate[:, None] * self.p * t
+        frac = np.where(self.ok, -np.expm1(-x) / np.maximum(x, 1e-300), 1.0)
+        frac = np.where(self.ok & (x < 1e-12), 1.0, frac)
+        return np.sum(self.mass * frac, axis=1)
+
+    def exponent(self, t: np.ndarray) -> np.ndarray:
+        return self.drive * self.p_b * self.output_integral(t) * self.mean_unmemorised(t)
+
+
+def _w_exp_array(log_k: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """W(k e^y) elementwise for arrays of log k and y (no overflow)."""
+    arg = np.asarray(log_k + y, dtype=np.float64)
+    out = np.empty_like(arg)
+    small = arg < 600
+    out[small] = lambert_w(np.exp(arg[small]))
+    big = arg[~small]
+    if big.size:
+        w = big - np.log(big)
+        for _ in range(8):
+            w = w - (w + np.log(w) - big) / (1 + 1 / w)
+        out[~small] = w
+    return out
+
+
+def escape_target(task: ClassificationTask, params: ReducedParams) -> float:
+    """Lambda* = (1/2) ln(x_half / (s theta0^2)): the escape exponent at which the transition is reached."""
+    s = 1.0 / (1.0 + task.eps**2)
+    if params.init == 0:
+        return math.inf
+    return 0.5 * math.log(max(match_half(task), 1e-12) / (s * params.init**2))
+
+
+def transition_times(
+    tasks: list[ClassificationTask], params: list[ReducedParams], horizons: np.ndarray | float
+) -> np.ndarray:
+    """Closed-form t* of many cells at once: the root of Lambda(t) = Lambda* on [0, horizon] (vectorised
+    bisection, 60 halvings: relative precision 1e-18 of the horizon); NaN where Lambda(horizon) < Lambda*.
+
+    Args:
+        tasks, params: one per cell (n,).
+        horizons: (n,) or scalar flow-time horizons.
+
+    Returns:
+        (n,) flow times (NaN: no transition before the horizon).
+    """
+    cells = _Cells(tasks, params)
+    hi = np.broadcast_to(np.asarray(horizons, dtype=np.float64), cells.n.shape).copy()
+    reached = cells.exponent(hi) >= cells.target
+    lo = np.zeros_like(hi)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        above = cells.exponent(mid) >= cells.target
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+    return np.where(reached, 0.5 * (lo + hi), np.nan)
+
+
+def transition_time(task: ClassificationTask, params: ReducedParams, horizon: float) -> float | None:
+    """Closed-form t* of one cell (see :func:`transition_times`); None if no transition before ``horizon``."""
+    t = float(transition_times([task], [params], horizon)[0])
+    return None if math.isnan(t) else t
+
+
+def phase_from(icl_formed: bool, iwl_formed: bool, icl_faded: bool) -> str:
+    """The phase label shared by theory and toys: icl, iwl, both, neither, or transient (formed, then faded)."""
+    if icl_formed and icl_faded:
+        return "transient"
+    if icl_formed and iwl_formed:
+        return "both"
+    if icl_formed:
+        return "icl"
+    if iwl_formed:
+        return "iwl"
+    return "neither"

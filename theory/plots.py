@@ -1,0 +1,55 @@
+"""Figures of the theory alone (matplotlib, Agg backend): the phase diagram of :func:`theory.predict.phase_grid`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+__all__ = ["plot_phase_grid"]
+
+_PHASE_COLOURS = ("#1f77b4", "#d62728", "#9467bd", "#bbbbbb", "#ff7f0e")  # icl, iwl, both, neither, transient
+
+
+def _edges(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+
+
+def plot_phase_grid(grid: dict[str, Any], path: str | Path) -> None:
+    """Two panels: the predicted phase of every cell, and log10 of the predicted transition step (write, rename).
+
+    Args:
+        grid: the output of :func:`theory.predict.phase_grid` (arrays of shape (ny, nx)).
+        path: the PNG to write.
+    """
+    from theory.predict import PHASES
+
+    path = Path(path)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    xe, ye = _edges(grid["x"]), _edges(grid["y"])
+    ax = axes[0]
+    ax.pcolormesh(xe, ye, grid["phase"], cmap=ListedColormap(_PHASE_COLOURS), vmin=-0.5, vmax=len(PHASES) - 0.5)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PHASE_COLOURS]
+    ax.legend(handles, PHASES, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_title("predicted phase at the horizon")
+    ax = axes[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mesh = ax.pcolormesh(xe, ye, np.log10(grid["transition_step"]), cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="log10 predicted transition step")
+    ax.set_title("predicted transition step (blank: none)")
+    for ax in axes:
+        ax.set_xlabel(grid["x_name"])
+        ax.set_ylabel(grid["y_name"])
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,348 @@
+"""Predictions for a trained toy: transition step and phase from the data's statistics and three constants.
+
+The reduced model (:mod:`theory.reduced`) runs in gradient-flow time. Three calibration constants map it onto a
+toy trained by zipfhead (:class:`Calibration`, stored as JSON; the packaged default is ``calibration.json`` beside
+this module, fitted by ``zipfhead calibrate`` on the runs named in its ``source`` field):
+
+* ``time_scale`` (tau): flow time per unit of learning rate x training steps. Needed because the toy's induction
+  circuit is a product of several weight matrices and Adam rescales gradients, so one optimiser step moves the
+  reduced strengths by tau x lr, not lr.
+* ``init`` (theta0): the initial previous-token and match strengths a(0) = b(0). Needed because the escape time
+  grows as ln(1 / theta0) (:mod:`theory.closed_form`), and the toy's effective strengths at initialisation depend on
+  its init scale and width, which the reduced model does not see.
+* ``iw_speed`` (rho): the in-weights channel's clock relative to the induction channel's. Needed because the
+  direct path (embedding -> unembedding) has a different effective learning rate from the two-layer circuit.
+
+``kappa`` (capacity) is not fitted: it stays at the value 1 of the derivation.
+
+Phases at the training horizon (shared with the sweep): in-context learning has *formed* when the novel-class
+accuracy proxy reaches half-way from B/N (the copy plateau) to 1, and has *faded* when it formed but ends below that;
+in-weights learning has formed when the in-weights accuracy proxy reaches 1/2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from theory._validate import check_int, check_real
+from theory.closed_form import phase_from, transition_times
+from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.reduced import ReducedParams, classification_cases, integrate_grid, token_cases
+
+__all__ = [
+    "DEFAULT_CALIBRATION",
+    "IWL_THRESHOLD",
+    "PHASES",
+    "Calibration",
+    "calibrate",
+    "icl_threshold",
+    "load_calibration",
+    "phase_grid",
+    "predict",
+    "predict_many",
+]
+
+PHASES = ("icl", "iwl", "both", "neither", "transient")
+#: in-weights accuracy at which in-weights learning counts as formed (chance is 1 / L)
+IWL_THRESHOLD = 0.5
+DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")
+
+
+def icl_threshold(task: ClassificationTask | TokenStreamTask) -> float:
+    """In-context accuracy at which the induction circuit counts as formed: half-way from the copy plateau to 1."""
+    if isinstance(task, ClassificationTask):
+        return 0.5 * (1.0 + task.B / task.N)
+    return 0.5
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The constants that map the reduced model onto trained toys (see the module docstring).
+
+    Attributes:
+        time_scale: tau, flow time per (learning rate x step), > 0.
+        init: theta0, initial previous-token and match strength, > 0.
+        iw_speed: rho, in-weights clock relative to the induction clock, > 0.
+        residuals: log(measured / predicted transition step) of the runs the fit used.
+        source: what the constants were fitted on (run directories, or a note).
+    """
+
+    time_scale: float = 1.0
+    init: float = 1e-3
+    iw_speed: float = 10.0
+    residuals: tuple[float, ...] = field(default_factory=tuple)
+    source: str = "uncalibrated defaults"
+
+    def __post_init__(self) -> None:
+        check_real("time_scale", self.time_scale, 0.0, 1e9, low_open=True)
+        check_real("init", self.init, 0.0, 10.0, low_open=True)
+        check_real("iw_speed", self.iw_speed, 0.0, 1e6, low_open=True)
+        object.__setattr__(self, "residuals", tuple(float(r) for r in self.residuals))
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the constants as JSON (write, then rename)."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+def load_calibration(path: str | Path | None = None) -> Calibration:
+    """Read a calibration file (default: the packaged one). Unknown keys are an error naming them."""
+    path = DEFAULT_CALIBRATION if path is None else Path(path)
+    if not path.exists():
+        raise ValueError(f"calibration = {str(path)!r} does not exist: give a file written by zipfhead calibrate")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"calibration = {str(path)!r} is not a JSON calibration file: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"calibration = {str(path)!r} holds {type(data).__name__}, not a JSON object")
+    allowed = {f for f in Calibration.__dataclass_fields__}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"calibration file {path} has unknown keys {sorted(unknown)}: allowed {sorted(allowed)}")
+    return Calibration(**data)
+
+
+def _params(task: ClassificationTask | TokenStreamTask, cal: Calibration, weight_decay: float) -> ReducedParams:
+    D = task.D if isinstance(task, ClassificationTask) else 1
+    return ReducedParams(D=D, init=cal.init, iw_speed=cal.iw_speed, weight_decay=weight_decay / cal.time_scale)
+
+
+def _cases(task: ClassificationTask | TokenStreamTask):
+    if isinstance(task, ClassificationTask):
+        return classification_cases(task)
+    if isinstance(task, TokenStreamTask):
+        return token_cases(task)
+    raise ValueError(f"task = {task!r} is not allowed: task must be a ClassificationTask or a TokenStreamTask")
+
+
+def predict_many(
+    tasks: list[ClassificationTask | TokenStreamTask],
+    *,
+    lr: float | list[float],
+    steps: int,
+    weight_decay: float = 0.0,
+    calibration: Calibration | None = None,
+    closed_form: bool = True,
+    n_times: int = 60,
+) -> list[dict[str, Any]]:
+    """Predict transition step and phase for many distributions at once (one Numba-parallel integration).
+
+    Args:
+        tasks: the distributions (n,).
+        lr: the toy's learning rate (one, or one per task).
+        steps: training steps (the horizon).
+        weight_decay: the optimiser's (decoupled) weight decay per step, divided by lr x tau in flow time.
+        calibration: the constants (default: the packaged calibration file).
+        closed_form: also give the closed-form transition step (classification only).
+        n_times: output times on a geometric grid up to the horizon.
+
+    Returns:
+        One dict per task: ``transition_step`` (float or None), ``transition_step_closed_form``, ``phase``,
+        ``icl_accuracy`` and ``iwl_accuracy`` at the horizon (proxies), ``icl_max``, and ``inputs``.
+    """
+    if not tasks:
+        raise ValueError("tasks is empty: give at least one distribution")
+    cal = load_calibration() if calibration is None else calibration
+    steps = check_int("steps", steps, 1)
+    lrs = [lr] * len(tasks) if np.isscalar(lr) else list(lr)
+    if len(lrs) != len(tasks):
+        raise ValueError(f"lr has {len(lrs)} values for {len(tasks)} tasks: give one, or one per task")
+    lrs = [check_real("lr", v, 0.0, 10.0, low_open=True) for v in lrs]
+    check_real("weight_decay", weight_decay, 0.0, 1.0)
+    check_int("n_times", n_times, 4)
+    horizons = [cal.time_scale * v * steps for v in lrs]
+    params = [_params(t, cal, weight_decay * v) for t, v in zip(tasks, lrs, strict=True)]
+    cells = []
+    for task, prm, h in zip(tasks, params, horizons, strict=True):
+        t = np.concatenate([[0.0], np.geomspace(h * 1e-4, h, n_times - 1)])
+        cells.append((_cases(task), prm, t))
+    trajectories = integrate_grid(cells, rtol=1e-4, with_loss=False)
+    closed = np.full(len(tasks), np.nan)
+    cls = [i for i, t in enumerate(tasks) if isinstance(t, ClassificationTask)]
+    if closed_form and cls:
+        closed[cls] = transition_times([tasks[i] for i in cls], [params[i] for i in cls], np.array(horizons)[cls])
+    out = []
+    for i, (task, tr) in enumerate(zip(tasks, trajectories, strict=True)):
+        per_step = cal.time_scale * lrs[i]
+        thr = icl_threshold(task)
+        icl_final = float(tr.icl[-1])
+        icl_max = float(np.nanmax(tr.icl))
+        iwl_final = float(tr.iwl[-1]) if tr.iwl.size and np.isfinite(tr.iwl[-1]) else 0.0
+        formed = icl_max >= thr
+        phase = phase_from(formed, iwl_final >= IWL_THRESHOLD, formed and icl_final < thr)
+        out.append(
+            {
+                "transition_step": None if tr.transition is None else tr.transition / per_step,
+                "transition_step_closed_form": None if math.isnan(closed[i]) else float(closed[i]) / per_step,
+                "phase": phase,
+                "icl_accuracy": icl_final,
+                "icl_max": icl_max,
+                "iwl_accuracy": iwl_final,
+                "horizon_flow_time": horizons[i],
+                "inputs": {
+                    **task.to_dict(),
+                    "lr": lrs[i],
+                    "steps": steps,
+                    "weight_decay": weight_decay,
+                    "calibration": asdict(cal) | {"residuals": len(cal.residuals)},
+                },
+            }
+        )
+    return out
+
+
+def predict(task: ClassificationTask | TokenStreamTask, **kwargs: Any) -> dict[str, Any]:
+    """Predict one distribution; see :func:`predict_many`."""
+    return predict_many([task], **kwargs)[0]
+
+
+def phase_grid(
+    base: ClassificationTask | TokenStreamTask,
+    x: tuple[str, np.ndarray],
+    y: tuple[str, np.ndarray],
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """The theory's phase diagram over two parameters of ``base``.
+
+    Args:
+        base: the distribution whose other parameters stay fixed.
+        x, y: (parameter name, values) of the two axes (nx,), (ny,).
+        **kwargs: as :func:`predict_many` (lr, steps, ...).
+
+    Returns:
+        Labelled arrays of shape (ny, nx): ``transition_step`` and ``transition_step_closed_form`` (NaN: none),
+        ``phase`` (indices into :data:`PHASES`), ``icl_accuracy``, ``iwl_accuracy``; coordinates ``x``, ``y`` and
+        their names ``x_name``, ``y_name``.
+    """
+    (xn, xv), (yn, yv) = x, y
+    fields = {k: v for k, v in base.to_dict().items() if k != "kind"}
+    for name in (xn, yn):
+        if name not in fields:
+            raise ValueError(f"grid parameter {name!r} is not a parameter of {type(base).__name__}: {sorted(fields)}")
+    xv, yv = np.asarray(xv), np.asarray(yv)
+    tasks = []
+    for vy in yv:
+        for vx in xv:
+            d = dict(fields)
+            d[xn] = _typed(fields[xn], vx)
+            d[yn] = _typed(fields[yn], vy)
+            tasks.append(type(base)(**d))
+    res = predict_many(tasks, **kwargs)
+    shape = (yv.size, xv.size)
+
+    def grab(key: str) -> np.ndarray:
+        return np.array([np.nan if r[key] is None else r[key] for r in res], dtype=np.float64).reshape(shape)
+
+    return {
+        "x_name": xn,
+        "y_name": yn,
+        "x": xv,
+        "y": yv,
+        "transition_step": grab("transition_step"),
+        "transition_step_closed_form": grab("transition_step_closed_form"),
+        "phase": np.array([PHASES.index(r["phase"]) for r in res]).reshape(shape),
+        "icl_accuracy": grab("icl_accuracy"),
+        "iwl_accuracy": grab("iwl_accuracy"),
+    }
+
+
+def _typed(template: Any, value: Any) -> Any:
+    return round(float(value)) if isinstance(template, int) and not isinstance(template, bool) else float(value)
+
+
+def _read_run(run_dir: Path) -> list[tuple[ClassificationTask | TokenStreamTask, float, float | None, float]]:
+    """(task, lr, measured transition step or None, weight decay) of every model of a ``zipfhead train`` run."""
+    from theory.distributions import config_from_dict
+
+    cfg_path, sum_path = run_dir / "config.json", run_dir / "summary.json"
+    if not (cfg_path.exists() and sum_path.exists()):
+        raise ValueError(f"run directory {str(run_dir)!r} lacks config.json or summary.json: not a finished run")
+    cfg = json.loads(cfg_path.read_text())
+    summary = json.loads(sum_path.read_text())
+    task = config_from_dict(cfg["task"])
+    wd = float(cfg.get("train", {}).get("weight_decay", 0.0))
+    return [(task, float(m["lr"]), m["transition_step"], wd) for m in summary["models"] if not m.get("diverged")]
+
+
+def calibrate(
+    run_dirs: list[str | Path],
+    *,
+    inits: np.ndarray | None = None,
+    iw_speeds: np.ndarray | None = None,
+) -> Calibration:
+    """Fit (time_scale, init, iw_speed) to trained toys by least squares on log transition steps.
+
+    For each candidate (init, iw_speed) on a log grid the reduced model's flow-time transition t_i of every run is
+    integrated (one parallel batch); the best time_scale is then explicit, log tau = mean(log t_i - log lr_i -
+    log step_i), and the candidate with the smallest sum of squared residuals wins. Models that made no transition
+    are left out of the fit. With fewer than three distinct distributions only time_scale is fitted (init and
+    iw_speed keep the packaged values): they are not identifiable from one or two.
+
+    Args:
+        run_dirs: ``zipfhead train`` output directories (config.json + summary.json each).
+        inits, iw_speeds: candidate grids (default: 12 values in [1e-4, 0.3] and 8 in [1, 300]).
+
+    Returns:
+        The fitted :class:`Calibration`, with the residuals log(measured / predicted) and the run list as source.
+    """
+    if not run_dirs:
+        raise ValueError("run_dirs is empty: give at least one zipfhead train output directory")
+    rows = [row for d in run_dirs for row in _read_run(Path(d))]
+    rows = [r for r in rows if r[2] is not None and r[2] > 0]
+    if not rows:
+        raise ValueError("no model in these runs made a transition: nothing to calibrate on")
+    tasks = [r[0] for r in rows]
+    lrs = np.array([r[1] for r in rows])
+    measured = np.array([r[2] for r in rows], dtype=np.float64)
+    base = load_calibration() if DEFAULT_CALIBRATION.exists() else Calibration()
+    distinct = {t.to_json() for t in tasks}
+    if len(distinct) < 3:
+        inits, iw_speeds = np.array([base.init]), np.array([base.iw_speed])
+    inits = np.geomspace(1e-4, 0.3, 12) if inits is None else np.asarray(inits, dtype=np.float64)
+    iw_speeds = np.geomspace(1.0, 300.0, 8) if iw_speeds is None else np.asarray(iw_speeds, dtype=np.float64)
+    # flow-time horizon: generous (1e4 x the largest lr x step product), outputs on a geometric grid
+    horizon = 1e4 * float(np.max(lrs * measured))
+    t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-7, horizon, 39)])
+    cells, keys = [], []
+    for init in inits:
+        for rho in iw_speeds:
+            for task in tasks:
+                D = task.D if isinstance(task, ClassificationTask) else 1
+                cells.append((_cases(task), ReducedParams(D=D, init=float(init), iw_speed=float(rho)), t_out))
+                keys.append((float(init), float(rho)))
+    trajs = integrate_grid(cells, rtol=1e-4, with_loss=False)
+    flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(
+        inits.size * iw_speeds.size, len(tasks)
+    )
+    best = None
+    for k in range(flow.shape[0]):
+        ok = np.isfinite(flow[k])
+        if ok.sum() < max(1, len(tasks) // 2):
+            continue
+        log_tau = float(np.mean(np.log(flow[k, ok]) - np.log(lrs[ok]) - np.log(measured[ok])))
+        resid = np.log(measured[ok]) - (np.log(flow[k, ok]) - log_tau - np.log(lrs[ok]))
+        # a model that predicts no transition where the toy made one costs as much as a factor-e^2 miss
+        score = float(np.sum(resid**2) + 4.0 * (~ok).sum())
+        if best is None or score < best[0]:
+            best = (score, k, log_tau, resid)
+    if best is None:
+        raise ValueError("the reduced model predicts no transition for these runs at any candidate constants")
+    _, k, log_tau, resid = best
+    init, rho = keys[k * len(tasks)]
+    return Calibration(
+        time_scale=math.exp(log_tau),
+        init=init,
+        iw_speed=rho,
+        residuals=tuple(float(r) for r in resid),
+        source=", ".join(str(Path(d)) for d in run_dirs),
+    )
