@@ -400,8 +400,14 @@ def reduced_integrate(y0, table, bin_size, s, iw_rate, inv_cap, rho, wd, t_end, 
     dt = t_end / n_steps
     for _ in range(n_steps):
         k1 = reduced_flow(y, table, bin_size, s, iw_rate, inv_cap, rho, wd)
-        k2 = reduced_flow([v + dt / 2 * k for v, k in zip(y, k1)], table, bin_size, s, iw_rate, inv_cap, rho, wd)
-        k3 = reduced_flow([v + dt / 2 * k for v, k in zip(y, k2)], table, bin_size, s, iw_rate, inv_cap, rho, wd)
-        k4 = reduced_flow([v + dt * k for v, k in zip(y, k3)], table, bin_size, s, iw_rate, inv_cap, rho, wd)
+        k2 = reduced_flow(
+            [v + dt / 2 * k for v, k in zip(y, k1, strict=True)], table, bin_size, s, iw_rate, inv_cap, rho, wd
+        )
+        k3 = reduced_flow(
+            [v + dt / 2 * k for v, k in zip(y, k2, strict=True)], table, bin_size, s, iw_rate, inv_cap, rho, wd
+        )
+        k4 = reduced_flow(
+            [v + dt * k for v, k in zip(y, k3, strict=True)], table, bin_size, s, iw_rate, inv_cap, rho, wd
+        )
         y = [v + dt / 6 * (p + 2 * q + 2 * u + z) for v, p, q, u, z in zip(y, k1, k2, k3, k4, strict=True)]
     return y

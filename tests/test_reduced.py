@@ -111,7 +111,7 @@ def test_flow_matches_finite_differences_of_the_naive_objective(task, init, rho,
     cs = classification_cases(task)
     prm = ReducedParams(D=task.D, init=init, iw_speed=rho, weight_decay=wd)
     packed = _pack([(cs, prm, np.array([0.0, t_end]))])
-    y0, cases, _, _, bin_size, s, iw_rate, inv_cap, rho_a, wd_a, _ = packed
+    y0, cases, _, _, bin_size, _, s, iw_rate, inv_cap, rho_a, wd_a, _, _ = packed
     rng = np.random.default_rng(0)
     y = y0[0] + rng.uniform(0, 1, y0.shape[1])
     G = bin_size.shape[1]
@@ -126,21 +126,26 @@ def test_flow_matches_finite_differences_of_the_naive_objective(task, init, rho,
     np.testing.assert_allclose(tr.state[-1], end, rtol=1e-6, atol=1e-7)
 
 
-def test_plateau_at_the_copy_level_then_an_abrupt_cliff():
-    """Reddy's plateau and cliff: before the transition the loss approaches ln(N/B) and accuracy stays near B/N;
-    the rise from 0.3 to 0.8 takes less than half the time spent before it; the end is a formed circuit."""
-    task, tr = run(init=1e-4, B=2, L=32)
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_plateau_at_the_copy_level_then_an_abrupt_cliff(optimizer):
+    """Reddy's plateau and cliff. Before the transition the accuracy stays at or below the copy level B/N while the
+    loss falls toward ln(N/B) from above (it reaches it only in the one-layer limit, tested below: under the flow
+    the output strength grows like ln t, so the escape comes first); the rise from 0.3 to 0.8 takes less than half
+    the time spent before it; the end is a formed circuit."""
+    task = ClassificationTask(**(BASE | {"L": 32}))
+    prm = ReducedParams(D=task.D, init=1e-4, optimizer=optimizer)
+    tr = integrate(classification_cases(task), prm, T_OUT)
     BN = task.B / task.N
     t_lo = tr.t[np.argmax(tr.icl > 0.3)]
     t_hi = tr.t[np.argmax(tr.icl > 0.8)]
     assert t_hi - t_lo < 0.5 * t_lo, (t_lo, t_hi)
     before = tr.t < t_lo
-    # on the plateau the loss falls toward ln(N/B) from above and the accuracy never exceeds B/N + 0.05
     assert tr.icl[before].max() < BN + 0.05
-    on = tr.t[before] > 0.5 * t_lo
-    assert np.all(np.abs(tr.loss[before][on] - math.log(task.N / task.B)) < 0.6), tr.loss[before][on]
+    plateau = tr.loss[before][tr.t[before] > 0.5 * t_lo]
+    assert np.all(plateau > math.log(task.N / task.B)) and np.all(np.diff(plateau) < 0), plateau
     assert tr.icl[-1] > 0.95
-    assert tr.transition is not None and t_lo <= tr.transition <= t_hi
+    # t_lo and t_hi are read on the output grid (4% spacing); the transition is located between steps
+    assert tr.transition is not None and t_lo / 1.05 <= tr.transition <= t_hi * 1.05
 
 
 def test_learns_when_L_exceeds_N_and_fails_when_L_equals_N():
@@ -159,21 +164,29 @@ def test_direction_of_dependences_reported_by_reddy():
     assert t_eps[0] < t_eps[1] < t_eps[2], t_eps
 
 
+def _adam(**kw):
+    task = ClassificationTask(**(BASE | {"L": 32, "p_B": 0.9} | kw))
+    prm = ReducedParams(D=task.D, init=0.1, iw_speed=30, kappa=4, optimizer="adam")
+    return integrate(classification_cases(task), prm, T_OUT)
+
+
 def test_in_context_vs_in_weights_competition_over_K_and_alpha():
-    """Large K: in-context learning forms with nothing memorised; small K: memorisation rises first and delays
-    it; skewed Zipf (larger alpha) memorises the head, so in-weights accuracy rises with alpha."""
-    _, big = run(K=4096, p_B=0.9, L=32, iw_speed=30)
-    _, small = run(K=32, p_B=0.9, L=32, iw_speed=30)
-    assert big.transition is not None and big.iwl.max() < 0.2
-    assert small.transition is None or small.transition > 2 * big.transition
-    assert small.iwl.max() > 0.5
-    iwl = [run(K=1024, p_B=0.9, L=32, iw_speed=30, alpha=a)[1].iwl.max() for a in (0.0, 1.0, 2.0)]
-    assert iwl[0] < iwl[1] < iwl[2], iwl
+    """Large K: in-context learning forms with nothing memorised; small K: memorisation comes first and removes
+    its drive (no transition); a skewed Zipf law (larger alpha) memorises the head, so the in-weights accuracy
+    rises with alpha and in-context learning is lost at large alpha (Chan et al., Reddy)."""
+    big, small = _adam(K=4096), _adam(K=32)
+    assert big.transition is not None and big.icl[-1] > 0.9 and big.iwl.max() < 0.2
+    assert small.transition is None and small.iwl[-1] > 0.9
+    by_alpha = [_adam(K=4096, alpha=a) for a in (0.0, 1.0, 2.0)]
+    iwl = [tr.iwl[-1] for tr in by_alpha]
+    assert iwl[0] < iwl[1] < iwl[2] and iwl[2] > 0.9, iwl
+    assert by_alpha[0].icl[-1] > 0.9 and by_alpha[-1].icl[-1] < 0.5
 
 
 def test_one_layer_counterpart_lands_on_the_copy_plateau():
-    """init = 0 (no previous-token step): the loss tends to ln(N/B) and the accuracy to B/N, the closed form."""
-    task, tr = run(init=0.0, K=4096)
+    """init = 0 (no previous-token step), nothing memorisable (novel classes only, p_C = 1): the loss tends to
+    ln(N/B) and the accuracy to B/N, the closed form."""
+    task, tr = run(init=0.0, K=4096, p_C=1.0)
     plateau = cf.copy_plateau(task)
     assert tr.transition is None
     assert tr.loss[-1] == pytest.approx(plateau["loss"], abs=0.02)
@@ -182,11 +195,19 @@ def test_one_layer_counterpart_lands_on_the_copy_plateau():
     np.testing.assert_allclose(tr.state[:, 2], cf.output_strength(task, tr.t), rtol=1e-3, atol=1e-4)
 
 
-def test_weight_decay_makes_in_context_learning_transient():
-    """Nguyen & Reddy: with weight decay, once memorisation covers the data the induction circuit fades."""
-    _, tr = run(K=64, p_B=0.9, L=32, iw_speed=30, weight_decay=0.02)
-    peak = int(np.argmax(tr.icl))
-    assert tr.icl[peak] > 0.6 and tr.icl[-1] < tr.icl[peak] - 0.3, (tr.icl[peak], tr.icl[-1])
+def test_in_context_learning_is_transient_when_memorisation_catches_up():
+    """Singh et al. 2023, Nguyen & Reddy: near the boundary in-context learning forms first, then fades as
+    memorisation covers the data; weight decay deepens the fade (measured: 0.89 -> 0.84 without, 0.88 -> 0.65
+    with weight decay 0.003)."""
+    fades = []
+    for wd in (0.0, 0.003):
+        task = ClassificationTask(**(BASE | {"K": 256, "L": 32, "p_B": 0.9}))
+        prm = ReducedParams(D=16, init=0.1, iw_speed=3, kappa=4, weight_decay=wd, optimizer="adam")
+        tr = integrate(classification_cases(task), prm, T_OUT)
+        peak = int(np.argmax(tr.icl))
+        assert tr.icl[peak] > 0.85 and tr.iwl[-1] > 0.95
+        fades.append(tr.icl[peak] - tr.icl[-1])
+    assert 0.02 < fades[0] < fades[1] and fades[1] > 0.15, fades
 
 
 def test_token_streams_form_an_induction_head_and_one_layer_does_not():

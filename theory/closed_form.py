@@ -10,20 +10,28 @@ M = L - n labels absent from it, s = 1 / (1 + eps^2), p_b = p_C + (1 - p_C) p_B 
    whose solution is n e^u + M u = n + A t, A = p_b (B/N)^2 M, i.e. u(t) = y - W((n/M) e^y), y = (n + A t) / M,
    W the Lambert function. The loss tends to ln(N / B) and the in-context accuracy to B / N: the one-layer
    model's best (it cannot build the previous-token step, so this is all it can reach without memorising).
-2. **Escape** (linearising (a, b) about 0). The loss depends on (a, b) through x = s a b only, and on bursty
-   sequences dl/dx at x = 0 is exactly -c B (N - B) / N^2 (independent of M and of the softmax). So
+2. **Escape** (linearising (a, b) about 0; gradient flow ``gd``). The loss depends on (a, b) through x = s a b
+   only, and on bursty sequences dl/dx at x = 0 is exactly -c B (N - B) / N^2 (independent of M and of the softmax). So
    d(a, b)/dt = lambda (b, a) with lambda(t) = s c(t) B (N - B) / N^2 p_b U(t): a = b = theta0 e^Lambda,
    Lambda(t) = int_0^t lambda. The transition (half-way accuracy) comes when x reaches x_half, i.e.
-   Lambda(t*) = (1/2) ln(x_half / (s theta0^2)). With U = 1 the integral is explicit:
+   Lambda(t*) = (1/2) ln(x_half / (s theta0^2)). Validity: within 25% of the integration for p_B = 1, nothing
+   memorisable, L <= 32, init <= 1e-2 (at L = 64 the output strength, not the match, sets the transition and the
+   formula runs up to 30% early). With U = 1 the integral is explicit:
    int_0^t c = (N/B) (M/A) [y^2/2 - omega - omega^2/2] between the limits, omega = W((n/M) e^y).
+2b. **Escape under Adam** (``adam``: the normalised flow of :class:`theory.reduced.ReducedParams`). The output
+   strength is in the sign regime, c ~ t; (a, b) are noise-dominated, so they grow at rate lambda / sigma,
+   sigma = 1 / sqrt(batch): ln(b / theta0) = drive U sqrt(batch) t^2 / 2, until b reaches sigma / (drive t); they
+   then grow at unit speed to sqrt(x_half / s). t* = max(t1 + sqrt(x_half / s) - b(t1), c_half), c_half =
+   ln(h / (1 - h) (L - 1)) the output strength a perfect match needs for the half-way accuracy. Accuracy: this
+   undercounts the time c spends below the sign regime; integration gives 1.0-2.5x longer (tests: factor 2.5).
 3. **Memorisation** (the in-weights channel alone). Class k's logit grows at rho s p_k (1 - P_k) and the
    interference cost caps it: only classes with p_k >= p_cap = ln(L) / (rho-free capacity kappa D L s) can be
    memorised. The unmemorised mass is approximated by U(t) = sum_{p_k >= p_cap} p_k exp(-rho s p_k t / ln L)
    + sum_{p_k < p_cap} p_k (the foundation's U(t; c) with c = rho s / ln L, restricted to memorisable classes),
    and the escape uses its time average.
-4. **Phase** at a horizon t_h: in-context if t* <= t_h; in-weights if the memorised mass 1 - U(t_h) >= 1/2;
-   both / neither accordingly; transient when the circuit forms but weight decay beats its drive at t_h:
-   wd > lambda(t_h) (the induction strengths then decay).
+4. **Phase** at a horizon t_h (:func:`phases_closed_form`): in-context if t* <= t_h and U(t*) >= 1/2 (the drive is
+   still there when the escape completes); in-weights if the memorised mass 1 - U(t_h) >= 1/2; both / neither
+   accordingly. Transience (weight decay beating a vanishing drive) is left to the integration.
 
 The large-K limits: U -> 1 and t* -> t*_inf (the pure induction escape) when alpha <= 1 or K >> capacity; for
 alpha > 1 the unmemorisable mass tends to the Zipf tail beyond k_cap = (p_cap H_alpha)^(-1/alpha).
@@ -47,6 +55,7 @@ __all__ = [
     "output_integral",
     "output_strength",
     "phase_from",
+    "phases_closed_form",
     "transition_time",
     "transition_times",
     "unmemorised_mass",
@@ -69,7 +78,8 @@ def lambert_w(z: np.ndarray | float) -> np.ndarray:
     if np.any(z < 0) or not np.all(np.isfinite(z)):
         raise ValueError("lambert_w needs finite z >= 0")
     lz = np.log1p(z)
-    w = np.where(z < 3.0, lz * (1 - np.log1p(lz) / (2 + lz)), np.log(np.maximum(z, 3.0)) - np.log(lz))
+    big = np.maximum(z, 3.0)
+    w = np.where(z < 3.0, lz * (1 - np.log1p(lz) / (2 + lz)), np.log(big) - np.log(np.log1p(big)))
     for _ in range(12):
         ew = np.exp(w)
         f = w * ew - z
@@ -153,7 +163,12 @@ def _memorisation(task: ClassificationTask, params: ReducedParams, max_bins: int
     sizes, masses = _bins(task, max_bins)
     p = masses / sizes
     s = 1.0 / (1.0 + task.eps**2)
-    rate = params.iw_speed * s / math.log(task.L)
+    if params.optimizer == "adam":
+        # Adam moves class k's logit at rho g / sqrt(g^2 + p_k / batch), g = s p_k (1 - P): min(1, s sqrt(p_k batch))
+        per_class = np.minimum(1.0, s * np.sqrt(p * params.batch)) / np.maximum(p, 1e-300)
+        rate = params.iw_speed * per_class / math.log(task.L)
+    else:
+        rate = np.full_like(p, params.iw_speed * s / math.log(task.L))
     return p, sizes, p >= memorisable_cutoff(task, params), rate
 
 
@@ -161,7 +176,7 @@ def unmemorised_mass(task: ClassificationTask, params: ReducedParams, t: np.ndar
     """U(t): probability mass of classes not yet memorised (item 3 of the module docstring). Shape of ``t``."""
     p, sizes, ok, rate = _memorisation(task, params)
     t = np.asarray(t, dtype=np.float64)
-    decay = np.where(ok, np.exp(-rate * np.multiply.outer(t, p)), 1.0)
+    decay = np.where(ok, np.exp(-np.multiply.outer(t, rate * p)), 1.0)
     return np.sum(sizes * p * decay, axis=-1)
 
 
@@ -178,11 +193,19 @@ class _Cells:
         self.p = np.zeros((len(tasks), G))
         self.mass = np.zeros((len(tasks), G))
         self.ok = np.zeros((len(tasks), G), dtype=bool)
-        for i, (p, sizes, ok, _) in enumerate(mem):
+        self.rate = np.zeros((len(tasks), G))
+        for i, (p, sizes, ok, rate) in enumerate(mem):
             self.p[i, : p.shape[0]] = p
             self.mass[i, : p.shape[0]] = p * sizes
             self.ok[i, : p.shape[0]] = ok
-        self.rate = np.array([m[3] for m in mem])
+            self.rate[i, : p.shape[0]] = rate
+        self.adam = np.array([p.optimizer == "adam" for p in params])
+        self.sigma = np.array([1.0 / math.sqrt(p.batch) for p in params])
+        self.init = np.array([p.init for p in params])
+        self.half_side = np.array([math.sqrt(match_half(t) * (1 + t.eps**2)) for t in tasks])
+        # even a perfect match needs c >= ln(h / (1 - h) (L - 1)) for the half-way accuracy (h = (1 + 1/L) / 2);
+        # under Adam c grows at unit speed, so this is also a lower bound on t*
+        self.c_half = np.array([math.log((1 + 1 / t.L) / (1 - 1 / t.L) * (t.L - 1)) for t in tasks])
         self.target = np.array([escape_target(t, p) for t, p in zip(tasks, params, strict=True)])
 
     def output_integral(self, t: np.ndarray) -> np.ndarray:
@@ -200,7 +223,7 @@ class _Cells:
 
     def mean_unmemorised(self, t: np.ndarray) -> np.ndarray:
         t = np.maximum(t, 1e-300)[:, None]
-        x = self.rate[:, None] * self.p * t
+        x = self.rate * self.p * t
         frac = np.where(self.ok, -np.expm1(-x) / np.maximum(x, 1e-300), 1.0)
         frac = np.where(self.ok & (x < 1e-12), 1.0, frac)
         return np.sum(self.mass * frac, axis=1)
@@ -246,7 +269,8 @@ def transition_times(
         (n,) flow times (NaN: no transition before the horizon).
     """
     cells = _Cells(tasks, params)
-    hi = np.broadcast_to(np.asarray(horizons, dtype=np.float64), cells.n.shape).copy()
+    horizon = np.broadcast_to(np.asarray(horizons, dtype=np.float64), cells.n.shape).copy()
+    hi = horizon.copy()
     reached = cells.exponent(hi) >= cells.target
     lo = np.zeros_like(hi)
     for _ in range(60):
@@ -254,13 +278,63 @@ def transition_times(
         above = cells.exponent(mid) >= cells.target
         hi = np.where(above, mid, hi)
         lo = np.where(above, lo, mid)
-    return np.where(reached, 0.5 * (lo + hi), np.nan)
+    out = np.where(reached, 0.5 * (lo + hi), np.nan)
+    if cells.adam.any():
+        out = np.where(cells.adam, _adam_times(cells, horizon), out)
+    return out
+
+
+def _adam_times(cells: _Cells, horizon: np.ndarray) -> np.ndarray:
+    """Adam's escape in two legs (module docstring, item 2b): c grows at unit speed (sign regime), so the noise-
+    dominated strengths grow as exp(drive U sqrt(batch) t^2 / 2) until b reaches sigma / (drive t); then they grow at
+    unit speed to sqrt(x_half / s). The first leg's end solves a fixed point (iterated)."""
+    rate = cells.drive * cells.p_b
+    t1 = np.ones_like(horizon)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(60):
+            eff = rate * cells.mean_unmemorised(t1)
+            b_sigma = cells.sigma / np.maximum(eff * t1, 1e-300)
+            leg = np.log(np.maximum(b_sigma / np.where(cells.init > 0, cells.init, np.nan), 1.0))
+            t1 = np.sqrt(2.0 * leg * cells.sigma / np.maximum(eff, 1e-300))
+        eff = rate * cells.mean_unmemorised(t1)
+        b_sigma = cells.sigma / np.maximum(eff * t1, 1e-300)
+        total = np.maximum(t1 + np.maximum(cells.half_side - b_sigma, 0.0), cells.c_half)
+    ok = np.isfinite(total) & (total <= horizon) & (eff > 0)
+    return np.where(ok, total, np.nan)
 
 
 def transition_time(task: ClassificationTask, params: ReducedParams, horizon: float) -> float | None:
     """Closed-form t* of one cell (see :func:`transition_times`); None if no transition before ``horizon``."""
     t = float(transition_times([task], [params], horizon)[0])
     return None if math.isnan(t) else t
+
+
+def phases_closed_form(
+    tasks: list[ClassificationTask], params: list[ReducedParams], horizons: np.ndarray | float
+) -> tuple[np.ndarray, list[str]]:
+    """Closed-form transition times and phases of many cells (item 4 of the module docstring).
+
+    The phase boundary as an equation in the statistics: in-context learning forms iff t* <= horizon and the
+    unmemorised mass at t* is still U(t*) >= 1/2 (memorisation has not removed the drive first); in-weights
+    learning forms iff 1 - U(horizon) >= 1/2. Transience needs the integration (it is not in closed form).
+
+    Returns:
+        ((n,) transition times, NaN for none; (n,) phase names).
+    """
+    times = transition_times(tasks, params, horizons)
+    cells = _Cells(tasks, params)
+    horizon = np.broadcast_to(np.asarray(horizons, dtype=np.float64), cells.n.shape)
+    u_star = _unmemorised_cells(cells, np.where(np.isfinite(times), times, horizon))
+    u_end = _unmemorised_cells(cells, horizon)
+    icl = np.isfinite(times) & (u_star >= 0.5)
+    iwl = (1.0 - u_end) >= 0.5
+    times = np.where(icl, times, np.nan)
+    return times, [phase_from(bool(i), bool(w), False) for i, w in zip(icl, iwl, strict=True)]
+
+
+def _unmemorised_cells(cells: _Cells, t: np.ndarray) -> np.ndarray:
+    x = cells.rate * cells.p * np.asarray(t, dtype=np.float64)[:, None]
+    return np.sum(cells.mass * np.where(cells.ok, np.exp(-x), 1.0), axis=1)
 
 
 def phase_from(icl_formed: bool, iwl_formed: bool, icl_faded: bool) -> str:

@@ -7,13 +7,15 @@ this module, fitted by ``zipfhead calibrate`` on the runs named in its ``source`
 * ``time_scale`` (tau): flow time per unit of learning rate x training steps. Needed because the toy's induction
   circuit is a product of several weight matrices and Adam rescales gradients, so one optimiser step moves the
   reduced strengths by tau x lr, not lr.
-* ``init`` (theta0): the initial previous-token and match strengths a(0) = b(0). Needed because the escape time
-  grows as ln(1 / theta0) (:mod:`theory.closed_form`), and the toy's effective strengths at initialisation depend on
-  its init scale and width, which the reduced model does not see.
 * ``iw_speed`` (rho): the in-weights channel's clock relative to the induction channel's. Needed because the
   direct path (embedding -> unembedding) has a different effective learning rate from the two-layer circuit.
+* ``kappa``: the in-weights capacity in units of the second-order estimate D L. Needed because that estimate
+  (Gaussian interference of a linear read-out, expanded to second order) is a bound, and the toy's read-out also
+  uses the positional and label dimensions of its residual stream.
 
-``kappa`` (capacity) is not fitted: it stays at the value 1 of the derivation.
+``init`` (theta0, the initial previous-token and match strength) is not fitted: at initialisation a label token
+attends roughly uniformly over the ~N + 1 earlier positions, so the weight on its own item is about 1 / (N + 1) ~
+0.1, the documented default.
 
 Phases at the training horizon (shared with the sweep): in-context learning has *formed* when the novel-class
 accuracy proxy reaches half-way from B/N (the copy plateau) to 1, and has *faded* when it formed but ends below that;
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from theory._validate import check_int, check_real
-from theory.closed_form import phase_from, transition_times
+from theory.closed_form import phase_from, phases_closed_form
 from theory.distributions import ClassificationTask, TokenStreamTask
 from theory.reduced import ReducedParams, classification_cases, integrate_grid, token_cases
 
@@ -68,15 +70,17 @@ class Calibration:
 
     Attributes:
         time_scale: tau, flow time per (learning rate x step), > 0.
-        init: theta0, initial previous-token and match strength, > 0.
         iw_speed: rho, in-weights clock relative to the induction clock, > 0.
+        kappa: in-weights capacity in units of D L, > 0.
+        init: theta0, initial previous-token and match strength, > 0 (documented, not fitted).
         residuals: log(measured / predicted transition step) of the runs the fit used.
         source: what the constants were fitted on (run directories, or a note).
     """
 
     time_scale: float = 1.0
-    init: float = 1e-3
     iw_speed: float = 10.0
+    kappa: float = 1.0
+    init: float = 0.1
     residuals: tuple[float, ...] = field(default_factory=tuple)
     source: str = "uncalibrated defaults"
 
@@ -84,6 +88,7 @@ class Calibration:
         check_real("time_scale", self.time_scale, 0.0, 1e9, low_open=True)
         check_real("init", self.init, 0.0, 10.0, low_open=True)
         check_real("iw_speed", self.iw_speed, 0.0, 1e6, low_open=True)
+        check_real("kappa", self.kappa, 0.0, 1e6, low_open=True)
         object.__setattr__(self, "residuals", tuple(float(r) for r in self.residuals))
 
     def to_json(self, path: str | Path) -> None:
@@ -112,9 +117,19 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
     return Calibration(**data)
 
 
-def _params(task: ClassificationTask | TokenStreamTask, cal: Calibration, weight_decay: float) -> ReducedParams:
+def _params(
+    task: ClassificationTask | TokenStreamTask, cal: Calibration, weight_decay: float, optimizer: str, batch: int
+) -> ReducedParams:
     D = task.D if isinstance(task, ClassificationTask) else 1
-    return ReducedParams(D=D, init=cal.init, iw_speed=cal.iw_speed, weight_decay=weight_decay / cal.time_scale)
+    return ReducedParams(
+        D=D,
+        init=cal.init,
+        iw_speed=cal.iw_speed,
+        kappa=cal.kappa,
+        weight_decay=weight_decay / cal.time_scale,
+        optimizer="adam" if optimizer == "adam" else "gd",
+        batch=batch,
+    )
 
 
 def _cases(task: ClassificationTask | TokenStreamTask):
@@ -130,6 +145,8 @@ def predict_many(
     *,
     lr: float | list[float],
     steps: int,
+    optimizer: str = "adam",
+    batch_size: int = 64,
     weight_decay: float = 0.0,
     calibration: Calibration | None = None,
     closed_form: bool = True,
@@ -141,6 +158,8 @@ def predict_many(
         tasks: the distributions (n,).
         lr: the toy's learning rate (one, or one per task).
         steps: training steps (the horizon).
+        optimizer: ``adam`` (Adam's normalised flow) or ``sgd`` (gradient flow; momentum is not modelled).
+        batch_size: sequences per step (Adam's noise floor).
         weight_decay: the optimiser's (decoupled) weight decay per step, divided by lr x tau in flow time.
         calibration: the constants (default: the packaged calibration file).
         closed_form: also give the closed-form transition step (classification only).
@@ -161,16 +180,23 @@ def predict_many(
     check_real("weight_decay", weight_decay, 0.0, 1.0)
     check_int("n_times", n_times, 4)
     horizons = [cal.time_scale * v * steps for v in lrs]
-    params = [_params(t, cal, weight_decay * v) for t, v in zip(tasks, lrs, strict=True)]
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer = {optimizer!r} is not allowed: optimizer must be one of adam, sgd")
+    check_int("batch_size", batch_size, 1)
+    params = [_params(t, cal, weight_decay * v, optimizer, batch_size) for t, v in zip(tasks, lrs, strict=True)]
     cells = []
     for task, prm, h in zip(tasks, params, horizons, strict=True):
         t = np.concatenate([[0.0], np.geomspace(h * 1e-4, h, n_times - 1)])
         cells.append((_cases(task), prm, t))
     trajectories = integrate_grid(cells, rtol=1e-4, with_loss=False)
     closed = np.full(len(tasks), np.nan)
+    closed_phase: list[str | None] = [None] * len(tasks)
     cls = [i for i, t in enumerate(tasks) if isinstance(t, ClassificationTask)]
     if closed_form and cls:
-        closed[cls] = transition_times([tasks[i] for i in cls], [params[i] for i in cls], np.array(horizons)[cls])
+        times, phases = phases_closed_form([tasks[i] for i in cls], [params[i] for i in cls], np.array(horizons)[cls])
+        closed[cls] = times
+        for i, ph in zip(cls, phases, strict=True):
+            closed_phase[i] = ph
     out = []
     for i, (task, tr) in enumerate(zip(tasks, trajectories, strict=True)):
         per_step = cal.time_scale * lrs[i]
@@ -185,6 +211,7 @@ def predict_many(
                 "transition_step": None if tr.transition is None else tr.transition / per_step,
                 "transition_step_closed_form": None if math.isnan(closed[i]) else float(closed[i]) / per_step,
                 "phase": phase,
+                "phase_closed_form": closed_phase[i],
                 "icl_accuracy": icl_final,
                 "icl_max": icl_max,
                 "iwl_accuracy": iwl_final,
@@ -193,6 +220,8 @@ def predict_many(
                     **task.to_dict(),
                     "lr": lrs[i],
                     "steps": steps,
+                    "optimizer": optimizer,
+                    "batch_size": batch_size,
                     "weight_decay": weight_decay,
                     "calibration": asdict(cal) | {"residuals": len(cal.residuals)},
                 },
@@ -260,8 +289,9 @@ def _typed(template: Any, value: Any) -> Any:
     return round(float(value)) if isinstance(template, int) and not isinstance(template, bool) else float(value)
 
 
-def _read_run(run_dir: Path) -> list[tuple[ClassificationTask | TokenStreamTask, float, float | None, float]]:
-    """(task, lr, measured transition step or None, weight decay) of every model of a ``zipfhead train`` run."""
+def _read_run(run_dir: Path) -> list[tuple[Any, float, float | None, str, int, int]]:
+    """(task, lr, transition step or None, optimizer, batch, steps trained) of every model of a ``zipfhead train``
+    run."""
     from theory.distributions import config_from_dict
 
     cfg_path, sum_path = run_dir / "config.json", run_dir / "summary.json"
@@ -270,27 +300,41 @@ def _read_run(run_dir: Path) -> list[tuple[ClassificationTask | TokenStreamTask,
     cfg = json.loads(cfg_path.read_text())
     summary = json.loads(sum_path.read_text())
     task = config_from_dict(cfg["task"])
-    wd = float(cfg.get("train", {}).get("weight_decay", 0.0))
-    return [(task, float(m["lr"]), m["transition_step"], wd) for m in summary["models"] if not m.get("diverged")]
+    train = cfg.get("train", {})
+    opt, batch = str(train.get("optimizer", "adam")), int(train.get("batch_size", 64))
+    steps = int(summary.get("steps_trained", train.get("steps", 0)))
+    headline = summary.get("headline", "icl_acc")
+    out = []
+    for m in summary["models"]:
+        if m.get("diverged"):
+            continue
+        # a transition counts only if the run ended with the circuit formed: a run stopped mid-rise would place
+        # its half-way point on the plateau's onset instead
+        formed = m["final"].get(headline, 0.0) >= icl_threshold(task)
+        out.append((task, float(m["lr"]), m["transition_step"] if formed else None, opt, batch, steps))
+    return out
 
 
 def calibrate(
     run_dirs: list[str | Path],
     *,
-    inits: np.ndarray | None = None,
+    kappas: np.ndarray | None = None,
     iw_speeds: np.ndarray | None = None,
 ) -> Calibration:
-    """Fit (time_scale, init, iw_speed) to trained toys by least squares on log transition steps.
+    """Fit (time_scale, iw_speed, kappa) to trained toys by least squares on log transition steps.
 
-    For each candidate (init, iw_speed) on a log grid the reduced model's flow-time transition t_i of every run is
+    For each candidate (kappa, iw_speed) on a log grid the reduced model's flow-time transition t_i of every model is
     integrated (one parallel batch); the best time_scale is then explicit, log tau = mean(log t_i - log lr_i -
-    log step_i), and the candidate with the smallest sum of squared residuals wins. Models that made no transition
-    are left out of the fit. With fewer than three distinct distributions only time_scale is fitted (init and
-    iw_speed keep the packaged values): they are not identifiable from one or two.
+    log step_i) over the toys that made a transition, and the candidate with the smallest cost wins: the sum of
+    squared log residuals, plus 4 (a factor e^2 miss) for every toy whose outcome the candidate gets wrong (a
+    transition predicted within the toy's training steps where the toy made none, or the reverse). A toy counts as
+    having made a transition only if it ended above :func:`icl_threshold` (a run stopped mid-rise would place its
+    half-way point on the plateau's onset). With fewer than three distinct distributions only time_scale is fitted
+    (kappa and iw_speed keep the packaged values): they are not identifiable from one or two.
 
     Args:
         run_dirs: ``zipfhead train`` output directories (config.json + summary.json each).
-        inits, iw_speeds: candidate grids (default: 12 values in [1e-4, 0.3] and 8 in [1, 300]).
+        kappas, iw_speeds: candidate grids (default: 6 values in [0.5, 16] and 8 in [1, 3000]).
 
     Returns:
         The fitted :class:`Calibration`, with the residuals log(measured / predicted) and the run list as source.
@@ -298,51 +342,55 @@ def calibrate(
     if not run_dirs:
         raise ValueError("run_dirs is empty: give at least one zipfhead train output directory")
     rows = [row for d in run_dirs for row in _read_run(Path(d))]
-    rows = [r for r in rows if r[2] is not None and r[2] > 0]
-    if not rows:
+    made = np.array([r[2] is not None and r[2] > 0 for r in rows])
+    if not made.any():
         raise ValueError("no model in these runs made a transition: nothing to calibrate on")
     tasks = [r[0] for r in rows]
     lrs = np.array([r[1] for r in rows])
-    measured = np.array([r[2] for r in rows], dtype=np.float64)
+    trained = np.array([r[5] for r in rows], dtype=np.float64)
+    measured = np.array([r[2] if m else np.nan for r, m in zip(rows, made, strict=True)], dtype=np.float64)
     base = load_calibration() if DEFAULT_CALIBRATION.exists() else Calibration()
     distinct = {t.to_json() for t in tasks}
     if len(distinct) < 3:
-        inits, iw_speeds = np.array([base.init]), np.array([base.iw_speed])
-    inits = np.geomspace(1e-4, 0.3, 12) if inits is None else np.asarray(inits, dtype=np.float64)
-    iw_speeds = np.geomspace(1.0, 300.0, 8) if iw_speeds is None else np.asarray(iw_speeds, dtype=np.float64)
-    # flow-time horizon: generous (1e4 x the largest lr x step product), outputs on a geometric grid
-    horizon = 1e4 * float(np.max(lrs * measured))
-    t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-7, horizon, 39)])
+        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
+    kappas = np.geomspace(0.5, 16.0, 6) if kappas is None else np.asarray(kappas, dtype=np.float64)
+    iw_speeds = np.geomspace(1.0, 3000.0, 8) if iw_speeds is None else np.asarray(iw_speeds, dtype=np.float64)
+    # flow-time horizon: 100 x the largest lr x step product (time_scale is expected within [0.01, 100])
+    horizon = 100.0 * float(np.max(lrs * trained))
+    t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-6, horizon, 15)])
     cells, keys = [], []
-    for init in inits:
+    for kappa in kappas:
         for rho in iw_speeds:
-            for task in tasks:
-                D = task.D if isinstance(task, ClassificationTask) else 1
-                cells.append((_cases(task), ReducedParams(D=D, init=float(init), iw_speed=float(rho)), t_out))
-                keys.append((float(init), float(rho)))
+            for task, row in zip(tasks, rows, strict=True):
+                cal = Calibration(kappa=float(kappa), iw_speed=float(rho), init=base.init)
+                cells.append((_cases(task), _params(task, cal, 0.0, row[3], row[4]), t_out))
+                keys.append((float(kappa), float(rho)))
     trajs = integrate_grid(cells, rtol=1e-4, with_loss=False)
     flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(
-        inits.size * iw_speeds.size, len(tasks)
+        kappas.size * iw_speeds.size, len(tasks)
     )
     best = None
     for k in range(flow.shape[0]):
-        ok = np.isfinite(flow[k])
-        if ok.sum() < max(1, len(tasks) // 2):
+        ok = np.isfinite(flow[k]) & made
+        if not ok.any():
             continue
         log_tau = float(np.mean(np.log(flow[k, ok]) - np.log(lrs[ok]) - np.log(measured[ok])))
-        resid = np.log(measured[ok]) - (np.log(flow[k, ok]) - log_tau - np.log(lrs[ok]))
-        # a model that predicts no transition where the toy made one costs as much as a factor-e^2 miss
-        score = float(np.sum(resid**2) + 4.0 * (~ok).sum())
+        predicted_steps = flow[k] / (math.exp(log_tau) * lrs)
+        predicted_made = np.isfinite(predicted_steps) & (predicted_steps <= trained)
+        resid = np.log(measured[ok]) - np.log(predicted_steps[ok])
+        wrong = int((predicted_made != made).sum())
+        score = float(np.sum(resid**2) + 4.0 * wrong)
         if best is None or score < best[0]:
             best = (score, k, log_tau, resid)
     if best is None:
         raise ValueError("the reduced model predicts no transition for these runs at any candidate constants")
     _, k, log_tau, resid = best
-    init, rho = keys[k * len(tasks)]
+    kappa, rho = keys[k * len(tasks)]
     return Calibration(
         time_scale=math.exp(log_tau),
-        init=init,
         iw_speed=rho,
+        kappa=kappa,
+        init=base.init,
         residuals=tuple(float(r) for r in resid),
         source=", ".join(str(Path(d)) for d in run_dirs),
     )

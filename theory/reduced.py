@@ -326,6 +326,8 @@ class ReducedParams:
     weight_decay: float = 0.0
     init: float = 0.05
     iw_speed: float = 1.0
+    optimizer: str = "gd"
+    batch: int = 64
 
     def __post_init__(self) -> None:
         check_int("D", self.D, 1)
@@ -333,6 +335,9 @@ class ReducedParams:
         check_real("weight_decay", self.weight_decay, 0.0, 1e3)
         check_real("init", self.init, 0.0, 10.0)
         check_real("iw_speed", self.iw_speed, 0.0, 1e6, low_open=True)
+        if self.optimizer not in ("gd", "adam"):
+            raise ValueError(f"optimizer = {self.optimizer!r} is not allowed: optimizer must be one of gd, adam")
+        check_int("batch", self.batch, 1)
 
 
 @dataclass(frozen=True)
@@ -438,6 +443,23 @@ def _record(y, cases, icl, iwl, s, with_loss, out_row):
 
 
 @nb.njit(cache=True, fastmath=True)
+def _drift(y, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, out):
+    """The model's flow: :func:`_rhs` (gradient flow) when noise2 == 0, else Adam's normalised flow with noise
+    floor noise2 = 1 / batch (see :class:`ReducedParams`)."""
+    if noise2 == 0.0:
+        _rhs(y, cases, bin_size, s, iw_rate, inv_cap, rho, wd, out)
+        return
+    _rhs(y, cases, bin_size, s, iw_rate, inv_cap, 1.0, 0.0, out)
+    for p in range(3):
+        d = out[p]
+        out[p] = d / math.sqrt(d * d + noise2) - wd * y[p]  # noise2 > 0 here
+    for g in range(bin_size.shape[0]):
+        d = out[3 + g]
+        floor = d * d + noise2 * bin_p[g]
+        out[3 + g] = (rho * d / math.sqrt(floor) if floor > 0.0 else 0.0) - wd * y[3 + g]
+
+
+@nb.njit(cache=True, fastmath=True)
 def _crossing(track_t, track_v, count, chance, min_rise):
     """The toys' half-rise rule (see :func:`midpoint_time`) on the first ``count`` tracked points; NaN if none."""
     final = track_v[count - 1]
@@ -455,7 +477,25 @@ def _crossing(track_t, track_v, count, chance, min_rise):
 
 @nb.njit(cache=True, fastmath=True)
 def _integrate_one(
-    y0, cases, icl, iwl, bin_size, s, iw_rate, inv_cap, rho, wd, t_out, rtol, atol, max_steps, with_loss, res, ys
+    y0,
+    cases,
+    icl,
+    iwl,
+    bin_size,
+    bin_p,
+    s,
+    iw_rate,
+    inv_cap,
+    rho,
+    wd,
+    noise2,
+    t_out,
+    rtol,
+    atol,
+    max_steps,
+    with_loss,
+    res,
+    ys,
 ):
     """Bogacki-Shampine 3(2) with error control; cubic Hermite output at t_out.
 
@@ -477,7 +517,7 @@ def _integrate_one(
     k4 = np.empty(scratch)
     tmp = np.empty(P)
     y_new = np.empty(P)
-    _rhs(y, cases, bin_size, s, iw_rate, inv_cap, rho, wd, k1)
+    _drift(y, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, k1)
     t = 0.0
     j = 0
     while j < t_out.shape[0] and t_out[j] <= 0.0:
@@ -490,13 +530,13 @@ def _integrate_one(
         h = min(h, t_out[-1] - t)
         for p in range(P):
             tmp[p] = y[p] + 0.5 * h * k1[p]
-        _rhs(tmp, cases, bin_size, s, iw_rate, inv_cap, rho, wd, k2)
+        _drift(tmp, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, k2)
         for p in range(P):
             tmp[p] = y[p] + 0.75 * h * k2[p]
-        _rhs(tmp, cases, bin_size, s, iw_rate, inv_cap, rho, wd, k3)
+        _drift(tmp, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, k3)
         for p in range(P):
             y_new[p] = y[p] + h * (2.0 / 9.0 * k1[p] + 1.0 / 3.0 * k2[p] + 4.0 / 9.0 * k3[p])
-        _rhs(y_new, cases, bin_size, s, iw_rate, inv_cap, rho, wd, k4)
+        _drift(y_new, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, k4)
         err = 0.0
         for p in range(P):
             e = h * (-5.0 / 72.0 * k1[p] + 1.0 / 12.0 * k2[p] + 1.0 / 9.0 * k3[p] - 0.125 * k4[p])
@@ -536,7 +576,25 @@ def _integrate_one(
 
 @nb.njit(cache=True, parallel=True)
 def _integrate_many(
-    y0, cases, icl, iwl, bin_size, s, iw_rate, inv_cap, rho, wd, t_out, rtol, atol, max_steps, with_loss, res, ys
+    y0,
+    cases,
+    icl,
+    iwl,
+    bin_size,
+    bin_p,
+    s,
+    iw_rate,
+    inv_cap,
+    rho,
+    wd,
+    noise2,
+    t_out,
+    rtol,
+    atol,
+    max_steps,
+    with_loss,
+    res,
+    ys,
 ):
     n_cells = y0.shape[0]
     steps = np.zeros(n_cells, dtype=np.int64)
@@ -548,11 +606,13 @@ def _integrate_many(
             icl[i],
             iwl[i],
             bin_size[i],
+            bin_p[i],
             s[i],
             iw_rate[i],
             inv_cap[i],
             rho[i],
             wd[i],
+            noise2[i],
             t_out[i],
             rtol,
             atol,
@@ -576,6 +636,8 @@ def _pack(items: list[tuple[Cases, ReducedParams, np.ndarray]]):
     icl = np.zeros((n, Ei, 7))
     iwl = np.zeros((n, Ew, 7))
     bin_size = np.zeros((n, G))
+    bin_p = np.zeros((n, G))
+    noise2 = np.zeros(n)
     y0 = np.zeros((n, 3 + G))
     s = np.zeros(n)
     iw_rate = np.zeros(n)
@@ -591,6 +653,9 @@ def _pack(items: list[tuple[Cases, ReducedParams, np.ndarray]]):
         icl[i, : cs.icl.shape[0]] = cs.icl
         iwl[i, : cs.iwl.shape[0]] = cs.iwl
         bin_size[i, : cs.bin_size.shape[0]] = cs.bin_size
+        if cs.bin_size.shape[0]:
+            bin_p[i, : cs.bin_size.shape[0]] = cs.bin_mass / cs.bin_size
+        noise2[i] = 1.0 / prm.batch if prm.optimizer == "adam" else 0.0
         y0[i, 0] = y0[i, 1] = prm.init
         s[i] = cs.s
         iw_rate[i] = cs.iw_rate
@@ -598,7 +663,7 @@ def _pack(items: list[tuple[Cases, ReducedParams, np.ndarray]]):
         rho[i] = prm.iw_speed
         wd[i] = prm.weight_decay
         t_out[i] = t
-    return y0, cases, icl, iwl, bin_size, s, iw_rate, inv_cap, rho, wd, t_out
+    return y0, cases, icl, iwl, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, t_out
 
 
 def _check_times(t_out: np.ndarray) -> np.ndarray:

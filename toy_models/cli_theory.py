@@ -39,6 +39,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         "lr": 3e-3 if args.lr is None else args.lr,
         "steps": 2000 if args.steps is None else args.steps,
         "weight_decay": 0.0 if args.weight_decay is None else args.weight_decay,
+        "optimizer": "adam" if args.optimizer is None else args.optimizer,
+        "batch_size": 64 if args.batch_size is None else args.batch_size,
         "calibration": cal,
     }
     if args.grid:
@@ -70,8 +72,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     closed = res["transition_step_closed_form"]
     print(f"phase: {res['phase']}")
     print("transition step: " + ("none before the horizon" if step is None else f"{step:.0f}"))
-    if closed is not None:
-        print(f"  closed form: {closed:.0f}")
+    if res["phase_closed_form"] is not None:
+        closed_txt = "none before the horizon" if closed is None else f"{closed:.0f}"
+        print(f"  closed form: phase {res['phase_closed_form']}, transition step {closed_txt}")
     print(f"in-context accuracy at the horizon (proxy): {res['icl_accuracy']:.3f} (max {res['icl_max']:.3f})")
     print(f"in-weights accuracy at the horizon (proxy): {res['iwl_accuracy']:.3f}")
     print(f"calibration: {cal.source}")
@@ -99,7 +102,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(f"time_scale {cal.time_scale:.4g}, init {cal.init:.3g}, iw_speed {cal.iw_speed:.3g}")
+        print(f"time_scale {cal.time_scale:.4g}, iw_speed {cal.iw_speed:.3g}, kappa {cal.kappa:.3g}")
         print(f"{resid.size} transitions, rms log residual {rms:.3f} (x{np.exp(rms):.2f})")
         print(f"wrote {args.out}")
     return 0

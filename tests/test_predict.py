@@ -1,0 +1,116 @@
+"""zipfhead predict / calibrate: the theory's commands (issue 4, items 3 and 4)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.predict import PHASES, Calibration, calibrate, load_calibration, phase_grid, predict, predict_many
+from toy_models.cli import main
+
+TASK = ClassificationTask(K=4096, N=8, D=16, L=16, B=2, p_B=1.0, alpha=0.0)
+
+
+def test_predict_both_families():
+    cal = Calibration(time_scale=1.0, iw_speed=30.0, kappa=4.0)
+    res = predict(TASK, lr=3e-3, steps=3000, calibration=cal)
+    assert res["phase"] in PHASES and res["transition_step"] > 0 and res["inputs"]["K"] == 4096
+    # steps scale as 1 / lr at fixed flow time
+    slow = predict(TASK, lr=1e-3, steps=9000, calibration=cal)
+    assert slow["transition_step"] == pytest.approx(3 * res["transition_step"], rel=1e-3)
+    tok = predict(
+        TokenStreamTask(V=16, T=64, n_triggers=2, trigger_dist="uniform"), lr=1e-2, steps=10**6, calibration=cal
+    )
+    assert tok["phase"] in ("icl", "neither") and tok["phase_closed_form"] is None
+
+
+def test_phase_grid_labels_and_shapes():
+    g = phase_grid(
+        TASK,
+        ("K", np.array([32, 4096])),
+        ("p_B", np.array([0.0, 0.9, 1.0])),
+        lr=3e-3,
+        steps=3000,
+        calibration=Calibration(time_scale=1.0, iw_speed=30.0, kappa=4.0),
+    )
+    assert g["phase"].shape == (3, 2) and g["x_name"] == "K"
+    assert PHASES[g["phase"][2, 1]] == "icl"  # bursty, many classes
+    assert PHASES[g["phase"][0, 0]] == "iwl"  # i.i.d., few classes
+
+
+def _fake_run(tmp_path, name, task, lr, step, steps=3000):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.json").write_text(
+        json.dumps({"task": task.to_dict(), "train": {"optimizer": "adam", "batch_size": 64, "steps": steps}})
+    )
+    final = {"icl_acc": 0.99 if step is not None else 0.2}
+    (d / "summary.json").write_text(
+        json.dumps(
+            {
+                "headline": "icl_acc",
+                "steps_trained": steps,
+                "models": [{"lr": lr, "transition_step": step, "final": final, "diverged": False}],
+            }
+        )
+    )
+    return d
+
+
+def test_calibrate_recovers_constants_it_generated(tmp_path):
+    """Toys synthesised from the model with known constants (on the fit's grid) give those constants back."""
+    truth = Calibration(time_scale=2.0, iw_speed=30.0, kappa=4.0)
+    tasks = [ClassificationTask(K=K, N=8, D=16, L=16, B=2, p_B=p, alpha=0.0) for K in (512, 4096) for p in (1.0, 0.8)]
+    runs = []
+    for i, (task, res) in enumerate(
+        zip(tasks, predict_many(tasks, lr=3e-3, steps=3000, calibration=truth), strict=True)
+    ):
+        runs.append(_fake_run(tmp_path, f"r{i}", task, 3e-3, res["transition_step"]))
+    fit = calibrate(runs, kappas=np.array([1.0, 4.0, 16.0]), iw_speeds=np.array([3.0, 30.0, 300.0]))
+    # both sides integrate with rtol 1e-4 on different output grids: transition times agree to ~1%
+    assert fit.time_scale == pytest.approx(2.0, rel=0.03)
+    assert (fit.kappa, fit.iw_speed) == (4.0, 30.0)
+    assert np.max(np.abs(fit.residuals)) < 0.03
+
+
+def test_calibration_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"time_scale": 1.0, "tau": 2}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_calibration(bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_calibration(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="time_scale"):
+        Calibration(time_scale=-1.0)
+
+
+def test_cli_predict_json_and_grid(tmp_path, capsys):
+    assert main(["predict", "--K", "4096", "--N", "8", "--D", "16", "--L", "16", "--alpha", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"transition_step", "phase", "inputs"} <= set(out) and out["phase"] in PHASES
+    assert out["transition_step"] is None or math.isfinite(out["transition_step"])
+    args = ["predict", "--grid", "alpha=0:2:4", "p_B=0:1:3", "--out", str(tmp_path), "--json"]
+    assert main(args) == 0
+    assert (tmp_path / "phase_grid.npz").exists() and (tmp_path / "phase_grid.png").exists()
+    with np.load(tmp_path / "phase_grid.npz") as z:
+        assert z["phase"].shape == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["predict", "--grid", "alpha=0:2"], "--grid"),
+        (["predict", "--grid", "alpha=0:2:4"], "two axes"),
+        (["predict", "--grid", "bogus=0:1:3", "p_B=0:1:3"], "bogus"),
+        (["predict", "--optimizer", "lion"], "optimizer"),
+        (["calibrate", "/nonexistent/run"], "not a finished run"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and match in err
