@@ -20,7 +20,14 @@ from theory import statistics as st
 from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 from theory.samplers import class_means, sample_classes, sample_classification, sample_token_streams
 
-__all__ = ["bench_samplers", "bench_statistics", "numpy_classes", "numpy_items", "numpy_token_streams"]
+__all__ = [
+    "bench_samplers",
+    "bench_statistics",
+    "bench_theory",
+    "numpy_classes",
+    "numpy_items",
+    "numpy_token_streams",
+]
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
@@ -230,3 +237,81 @@ def bench_statistics(K: int = 10**6, repeats: int = 5) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# --- theory: the reduced model --------------------------------------------------------------------------------
+_TWIN_SCRIPT = """
+import json, sys, time
+import numpy as np
+from theory.distributions import ClassificationTask
+from theory.reduced import ReducedParams, classification_cases, integrate_grid
+cells = json.loads(sys.argv[1])
+items = []
+for c in cells:
+    task = ClassificationTask(**c["task"])
+    t = np.array(c["t"])
+    items.append((classification_cases(task), ReducedParams(**c["params"]), t))
+t0 = time.perf_counter()
+integrate_grid(items, rtol=1e-3, with_loss=False)
+print(json.dumps({"seconds": time.perf_counter() - t0, "cells": len(items)}))
+"""
+
+
+def bench_theory(n: int = 100, twin_cells: int = 2, repeats: int = 3) -> dict[str, Any]:
+    """The reduced model's speed: an n x n (alpha x p_B) phase diagram by integration and by closed form, and the
+    per-cell ratio of the Numba integrator to its plain-Python twin (the same code with ``NUMBA_DISABLE_JIT=1``,
+    run in a subprocess on ``twin_cells`` cells).
+
+    Returns:
+        {"cells", "integration_s", "closed_form_s", "numba_ms_per_cell", "python_ms_per_cell", "speedup"}.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from theory.closed_form import phases_closed_form
+    from theory.predict import load_calibration, predict_many
+    from theory.reduced import ReducedParams
+
+    cal = load_calibration()
+    alphas, pbs = np.linspace(0.0, 2.0, n), np.linspace(0.0, 1.0, n)
+    tasks = [
+        ClassificationTask(K=1024, N=8, D=16, L=32, B=2, p_B=float(p), alpha=float(a)) for p in pbs for a in alphas
+    ]
+    lr, steps = 3e-3, 3000
+    predict_many(tasks[:4], lr=lr, steps=steps, calibration=cal)  # warm-up (compilation)
+    integration = _median_seconds(
+        lambda: predict_many(tasks, lr=lr, steps=steps, calibration=cal, closed_form=False, rtol=1e-3, n_times=24),
+        repeats,
+    )
+    params = [
+        ReducedParams(D=16, init=cal.init, iw_speed=cal.iw_speed, kappa=cal.kappa, optimizer="adam") for _ in tasks
+    ]
+    horizon = cal.time_scale * lr * steps
+    closed = _median_seconds(lambda: phases_closed_form(tasks, params, horizon), repeats)
+    t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-4, horizon, 23)])
+    picks = np.linspace(0, len(tasks) - 1, twin_cells).astype(int)
+    cells = [
+        {
+            "task": {k: v for k, v in tasks[i].to_dict().items() if k != "kind"},
+            "params": {"D": 16, "init": cal.init, "iw_speed": cal.iw_speed, "kappa": cal.kappa, "optimizer": "adam"},
+            "t": t_out.tolist(),
+        }
+        for i in picks
+    ]
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _TWIN_SCRIPT, json.dumps(cells)], env=env, capture_output=True, text=True, check=True
+    )
+    twin = json.loads(proc.stdout.strip().splitlines()[-1])
+    numba_ms = 1e3 * integration / len(tasks)
+    python_ms = 1e3 * twin["seconds"] / twin["cells"]
+    return {
+        "cells": len(tasks),
+        "integration_s": integration,
+        "closed_form_s": closed,
+        "numba_ms_per_cell": numba_ms,
+        "python_ms_per_cell": python_ms,
+        "speedup": python_ms / numba_ms,
+    }

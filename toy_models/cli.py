@@ -174,6 +174,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         lines.append(f"  {'statistic':<28} {'exact':>8} {'asymptotic':>11}")
         for r in stats:
             lines.append(f"  {r['statistic']:<28} {r['exact_ms']:>8.2f} {r['asymptotic_ms']:>11.2f}")
+    if args.part in ("theory", "all"):
+        from theory.bench import bench_theory
+
+        n = 20 if args.quick else 100
+        th = bench_theory(n=n, twin_cells=1 if args.quick else 2)
+        payload["theory"] = th
+        lines.append(f"\nReduced model: {th['cells']}-cell phase diagram (alpha x p_B), median")
+        lines.append(f"  integration (Numba, all cores)   {th['integration_s']:8.2f} s")
+        lines.append(f"  closed forms (numpy)             {th['closed_form_s']:8.3f} s")
+        lines.append(
+            f"  per cell: Numba {th['numba_ms_per_cell']:.3f} ms, plain-Python twin {th['python_ms_per_cell']:.0f} ms"
+            f" -> x{th['speedup']:.0f}"
+        )
     if args.part in ("training", "all"):
         from toy_models.bench import bench_training, format_training
 
@@ -318,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    bench.add_argument("--part", choices=("data", "training", "all"), default="all", help="which benchmarks [all]")
+    bench.add_argument(
+        "--part", choices=("data", "theory", "training", "all"), default="all", help="which benchmarks [all]"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=_cmd_bench)
     return parser
