@@ -44,6 +44,7 @@ __all__ = [
     "PHASES",
     "Calibration",
     "calibrate",
+    "calibrate_rows",
     "icl_threshold",
     "load_calibration",
     "phase_grid",
@@ -346,6 +347,18 @@ def calibrate(
     if not run_dirs:
         raise ValueError("run_dirs is empty: give at least one zipfhead train output directory")
     rows = [row for d in run_dirs for row in _read_run(Path(d))]
+    return calibrate_rows(rows, kappas=kappas, iw_speeds=iw_speeds, source=", ".join(str(Path(d)) for d in run_dirs))
+
+
+def calibrate_rows(
+    rows: list[tuple[Any, float, float | None, str, int, int]],
+    *,
+    kappas: np.ndarray | None = None,
+    iw_speeds: np.ndarray | None = None,
+    source: str = "",
+) -> Calibration:
+    """:func:`calibrate` on toys given as rows (task, lr, transition step or None, optimizer, batch, steps
+    trained); a transition step counts only for toys that ended with the circuit formed."""
     made = np.array([r[2] is not None and r[2] > 0 for r in rows])
     if not made.any():
         raise ValueError("no model in these runs made a transition: nothing to calibrate on")
@@ -396,5 +409,5 @@ def calibrate(
         kappa=kappa,
         init=base.init,
         residuals=tuple(float(r) for r in resid),
-        source=", ".join(str(Path(d)) for d in run_dirs),
+        source=source,
     )

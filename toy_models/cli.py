@@ -329,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(sub, add_distribution_flags, _add_train_flags)
     add_calibrate_parser(sub)
 
+    from toy_models.cli_sweep import add_sweep_parsers
+
+    add_sweep_parsers(sub)
+
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     bench.add_argument(
@@ -354,7 +358,7 @@ def use_every_core() -> None:
 # trim_threshold), so every training step page-faults its activations in again; measured 1.5-1.65x faster
 # at batch >= 96 with both thresholds at their maximum, and no slower at small batch.
 ALLOCATOR_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
-_JAX_COMMANDS = ("train", "bench")
+_JAX_COMMANDS = ("train", "bench", "sweep", "merge")
 
 
 def reexec_with_allocator_tunables() -> None:

@@ -100,8 +100,12 @@ class TrainConfig:
 class RunConfig:
     """Everything that defines a run: task, model, training, and the models' seeds and learning rates.
 
-    The run trains one model per (lr, seed) pair, lrs outermost: model m has seed seeds[m % S] and learning
-    rate lrs[m // S]. ``lrs`` empty means every model uses ``train.lr``.
+    Without ``tasks`` the run trains one model per (lr, seed) pair, lrs outermost: model m has seed seeds[m % S]
+    and learning rate lrs[m // S]; ``lrs`` empty means every model uses ``train.lr``.
+
+    With ``tasks`` (a sweep's cells: distributions that share ``task``'s shapes and kind) the run trains one model
+    per (cell, seed), cells outermost: model m has task tasks[m // S] and seed seeds[m % S]; ``lrs`` is then
+    empty or holds one learning rate per cell. ``task`` stays the template that fixes the shapes.
     """
 
     task: ClassificationTask | TokenStreamTask
@@ -109,6 +113,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seeds: tuple[int, ...] = (0,)
     lrs: tuple[float, ...] = ()
+    tasks: tuple[ClassificationTask | TokenStreamTask, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -117,6 +122,16 @@ class RunConfig:
             check_int("seed", s, 0, 2**63 - 1)
         for lr in self.lrs:
             check_real("lr", lr, 0.0, 1e3, low_open=True)
+        if self.tasks:
+            if self.lrs and len(self.lrs) != len(self.tasks):
+                raise ValueError(
+                    f"lrs has {len(self.lrs)} values for {len(self.tasks)} tasks: give none or one per task"
+                )
+            for t in self.tasks:
+                if type(t) is not type(self.task) or _shape_signature(t) != _shape_signature(self.task):
+                    raise ValueError(
+                        f"task {t} does not share the template's kind and shapes {_shape_signature(self.task)}"
+                    )
         streams = self.streams()
         s0 = streams[0]
         want = (s0.n_ctx, s0.d_vocab, s0.d_vocab_out)
@@ -132,18 +147,28 @@ class RunConfig:
     @property
     def model_lrs(self) -> list[float]:
         """Learning rate of each model."""
+        if self.tasks:
+            lrs = self.lrs or (self.train.lr,) * len(self.tasks)
+            return [lr for lr in lrs for _ in self.seeds]
         lrs = self.lrs or (self.train.lr,)
         return [lr for lr in lrs for _ in self.seeds]
 
     @property
     def model_seeds(self) -> list[int]:
         """Seed of each model."""
-        return list(self.seeds) * max(1, len(self.lrs))
+        return list(self.seeds) * max(1, len(self.tasks) or len(self.lrs))
+
+    @property
+    def model_tasks(self) -> list[ClassificationTask | TokenStreamTask]:
+        """Distribution of each model."""
+        if self.tasks:
+            return [t for t in self.tasks for _ in self.seeds]
+        return [self.task] * len(self.model_seeds)
 
     def streams(self) -> list[ClassificationStream | TokenStream]:
         """The data stream of each model."""
         cls = ClassificationStream if isinstance(self.task, ClassificationTask) else TokenStream
-        return [cls(self.task, s) for s in self.model_seeds]
+        return [cls(t, s) for t, s in zip(self.model_tasks, self.model_seeds, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (inverse: :meth:`from_dict`)."""
@@ -153,6 +178,7 @@ class RunConfig:
             "train": dataclasses.asdict(self.train),
             "seeds": list(self.seeds),
             "lrs": list(self.lrs),
+            "tasks": [t.to_dict() for t in self.tasks],
         }
 
     @classmethod
@@ -164,6 +190,7 @@ class RunConfig:
             train=TrainConfig(**d["train"]),
             seeds=tuple(d["seeds"]),
             lrs=tuple(d["lrs"]),
+            tasks=tuple(config_from_dict(t) for t in d.get("tasks", ())),  # type: ignore[misc]
         )
 
 
@@ -377,9 +404,14 @@ _ENGINES: dict[tuple, Engine] = {}
 _PROBE_MIN_CHUNKS = 20  # runs shorter than this many chunks skip the timed probe: it would not pay for itself
 
 
+def _shape_signature(task: ClassificationTask | TokenStreamTask) -> tuple[int, ...]:
+    """The task parameters that fix array shapes: (N, D, L) or (T, V)."""
+    return (task.N, task.D, task.L) if isinstance(task, ClassificationTask) else (task.T, task.V)
+
+
 def _engine(run: RunConfig) -> Engine:
     """One Engine (and so one compilation) per distinct shape-and-optimiser signature, reused across runs."""
-    task_shape = (run.task.N, run.task.D, run.task.L) if run.kind == "classification" else (run.task.T, run.task.V)
+    task_shape = _shape_signature(run.task)
     tcfg = dataclasses.replace(run.train, lr=1.0, steps=1, eval_every=run.train.dense_factor)  # irrelevant to code
     key = (run.kind, task_shape, run.model, tcfg)
     if key not in _ENGINES:

@@ -1,0 +1,168 @@
+"""zipfhead sweep: resumable, shardable, mergeable phase-diagram sweeps (issue 5).
+
+A tiny classification sweep (2 x 2 cells x 2 seeds, a 1-layer d_model 32 toy, 48 steps) keeps these fast; the
+equalities are exact because every run here uses the same group composition and a forced vmap width.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toy_models import sweep as sw
+from toy_models.cli import main
+
+GRID = {"axes": {"K": [32, 512], "p_B": [0.5, 1.0]}, "seeds": [0, 1], "train": {"steps": 48, "eval_every": 16}}
+ENV = {
+    **os.environ,
+    "ZIPFHEAD_VMAP_WIDTH": "1",
+    "ZIPFHEAD_NO_REEXEC": "1",
+    "JAX_PLATFORMS": "cpu",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+}
+
+
+def _grid_file(tmp_path: Path, **extra) -> Path:
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(GRID | extra))
+    return path
+
+
+def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "toy_models.cli", *args], env=ENV, capture_output=True, text=True, timeout=600, **kw
+    )
+
+
+def _small(monkeypatch) -> None:
+    # one cell per group (4 groups), so that resuming and sharding have groups to skip and split
+    monkeypatch.setattr(sw, "MAX_MODELS_PER_GROUP", 2)
+
+
+def _read(out: Path) -> tuple[np.ndarray, list[list[str]]]:
+    with np.load(out / "arrays.npz") as z:
+        values = z["values"].copy()
+    with open(out / "summary.csv") as f:
+        rows = list(csv.reader(f))
+    return values, rows
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run through the CLI (subprocess: 2 host devices, the model axis split over them)."""
+    tmp = tmp_path_factory.mktemp("ref")
+    grid = _grid_file(tmp)
+    out = tmp / "run"
+    proc = _cli(["sweep", "--grid", str(grid), "--out", str(out), "--no-progress", "--json"])
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout.strip().splitlines()[-1]), grid
+
+
+def test_sweep_writes_results_theory_and_report(reference):
+    out, printed, _ = reference
+    values, rows = _read(out)
+    cfg = sw.SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
+    assert values.shape[:2] == (4, 2) and values.shape[3] >= 3  # cell x seed x measure x step
+    assert len(rows) == 1 + 4 * 2 and rows[0][:4] == ["cell", "K", "p_B", "seed"]
+    theory = json.loads((out / "theory.json").read_text())
+    assert len(theory["predictions"]) == 4 and theory["calibration_cells"] == cfg.calibration_cells()
+    assert set(printed["scores"]) >= {"median_relative_error", "spearman", "phase_agreement_percent"}
+    assert (out / "report.html").exists()
+
+
+def test_kill_9_then_rerun_equals_the_uninterrupted_run(reference, tmp_path):
+    ref_out, _, grid = reference
+    out = tmp_path / "run"
+    args = ["sweep", "--grid", str(grid), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toy_models.cli", *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out.glob("groups/*/checkpoint*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "arrays.npz").exists()
+    assert _cli(args).returncode == 0
+    ref_values, ref_rows = _read(ref_out)
+    values, rows = _read(out)
+    np.testing.assert_array_equal(values, ref_values)
+    assert rows == ref_rows
+
+
+def test_finished_groups_are_not_recomputed(monkeypatch, tmp_path):
+    _small(monkeypatch)
+    cfg = sw.load_grid_file(_grid_file(tmp_path), sw.preset("demo"))
+    out = tmp_path / "run"
+    assert sw.run_sweep(cfg, out, progress=False, stop_after_groups=2) is None
+    done = sorted(p.parent.name for p in out.glob("groups/*/result.json"))
+    stamps = {d: (out / "groups" / d / "result.npz").stat().st_mtime_ns for d in done}
+    scores = sw.run_sweep(cfg, out, progress=False)
+    assert scores is not None and len(done) == 2
+    assert all((out / "groups" / d / "result.npz").stat().st_mtime_ns == stamps[d] for d in done)
+
+
+def test_shards_merge_into_the_unsharded_result(monkeypatch, tmp_path):
+    _small(monkeypatch)
+    monkeypatch.setenv("ZIPFHEAD_VMAP_WIDTH", "1")
+    cfg = sw.load_grid_file(_grid_file(tmp_path), sw.preset("demo"))
+    whole = tmp_path / "whole"
+    sw.run_sweep(cfg, whole, progress=False)
+    parts = [tmp_path / f"part{i}" for i in range(2)]
+    for i, p in enumerate(parts):
+        assert sw.run_sweep(cfg, p, shard=(i, 2), progress=False) is None
+    merged = tmp_path / "merged"
+    sw.merge(parts, merged)
+    a, ra = _read(whole)
+    b, rb = _read(merged)
+    np.testing.assert_array_equal(a, b)
+    assert ra == rb
+
+
+@pytest.mark.parametrize(
+    ("extra", "args", "match"),
+    [
+        ({"axes": {"Q": [1, 2]}}, [], "axis 'Q'"),
+        ({"axes": {}}, [], "empty grid"),
+        ({"bogus": 1}, [], "unknown keys"),
+        ({}, ["--shard", "2/2"], "--shard"),
+    ],
+)
+def test_bad_grids_and_shards_give_one_line_errors(tmp_path, capsys, extra, args, match):
+    grid = tmp_path / "g.json"
+    grid.write_text(json.dumps(GRID | extra))
+    assert main(["sweep", "--grid", str(grid), "--out", str(tmp_path / "o"), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and match in err
+
+
+def test_a_directory_of_another_config_is_refused_unless_overwrite(tmp_path, capsys):
+    cfg = sw.load_grid_file(_grid_file(tmp_path), sw.preset("demo"))
+    out = tmp_path / "run"
+    sw._check_config(out, cfg, overwrite=False)
+    other = tmp_path / "g2.json"
+    other.write_text(json.dumps(GRID | {"seeds": [5]}))
+    assert main(["sweep", "--grid", str(other), "--out", str(out), "--no-progress"]) == 2
+    assert "different config" in capsys.readouterr().err
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file").write_text("x")
+    assert main(["sweep", "--grid", str(other), "--out", str(tmp_path / "junk"), "--no-progress"]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_presets_are_valid_and_the_default_is_large_enough():
+    for name in sw.PRESETS:
+        for scale in ("fast", "full"):
+            cfg = sw.preset(name, scale)
+            assert cfg.cells() and cfg.groups()
+    demo = sw.preset("demo")
+    assert len(demo.cells()) >= 24 and len(demo.seeds) >= 2 and len(demo.groups()) == 1

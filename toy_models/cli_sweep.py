@@ -1,0 +1,131 @@
+"""``zipfhead sweep``, ``zipfhead merge`` and ``zipfhead report``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+__all__ = ["add_sweep_parsers"]
+
+
+def _parse_axis(spec: str) -> tuple[str, tuple[float, ...]]:
+    """``name=v1,v2,...`` -> (name, values)."""
+    try:
+        name, values = spec.split("=", 1)
+        vals = tuple(float(v) for v in values.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--axis {spec!r} is not allowed: write name=v1,v2,... (numbers)") from None
+    if not vals:
+        raise ValueError(f"--axis {spec!r} is empty: give at least one value")
+    return name.strip().replace("-", "_"), vals
+
+
+def _parse_shard(spec: str | None) -> tuple[int, int]:
+    if spec is None:
+        return (0, 1)
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec!r} is not allowed: write i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {spec!r} is out of range: i must be in [0, n - 1] and n >= 1")
+    return i, n
+
+
+def sweep_config_from_args(args: argparse.Namespace):
+    """The SweepConfig that ``zipfhead sweep``'s flags describe (preset, then grid file, then flags)."""
+    from toy_models.sweep import load_grid_file, preset
+
+    cfg = preset(args.preset, args.scale)
+    if args.grid is not None:
+        cfg = load_grid_file(args.grid, cfg)
+    changes: dict[str, Any] = {}
+    if args.axis:
+        changes["axes"] = tuple(_parse_axis(a) for a in args.axis)
+    if args.seeds is not None:
+        changes["seeds"] = tuple(args.seeds)
+    if args.calibration_cells is not None:
+        changes["calibration"] = args.calibration_cells
+    train_changes = {k: getattr(args, k) for k in ("steps", "lr", "eval_every") if getattr(args, k) is not None}
+    if train_changes:
+        changes["train"] = dataclasses.replace(cfg.train, **train_changes)
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from toy_models.sweep import format_scores, run_sweep
+
+    cfg = sweep_config_from_args(args)
+    out = args.out or f"runs/{cfg.name}"
+    t0 = time.perf_counter()
+    scores = run_sweep(cfg, out, shard=_parse_shard(args.shard), overwrite=args.overwrite, progress=args.progress)
+    seconds = time.perf_counter() - t0
+    if scores is None:
+        print(f"shard {args.shard} done in {seconds:.0f} s: join the parts with zipfhead merge")
+        return 0
+    if args.json:
+        print(json.dumps({"out": out, "seconds": seconds, "scores": scores}))
+    else:
+        print(format_scores(scores))
+        print(f"wrote {out}/report.html ({seconds:.0f} s)")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from toy_models.sweep import format_scores, merge
+
+    scores = merge(args.parts, args.out, overwrite=args.overwrite)
+    print(format_scores(scores))
+    print(f"wrote {args.out}/report.html")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from toy_models.report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"wrote {path}")
+    return 0
+
+
+def add_sweep_parsers(sub: Any) -> None:
+    """Register ``sweep``, ``merge`` and ``report``."""
+    from toy_models.sweep import PRESETS
+
+    p = sub.add_parser("sweep", help="phase-diagram sweep: toys trained as vmapped batches, theory beside each cell")
+    p.add_argument("--preset", choices=PRESETS, default="demo", help="a named sweep [demo]")
+    p.add_argument("--scale", choices=("fast", "full"), default="fast", help="full: the GPU-sized variant [fast]")
+    p.add_argument("--grid", default=None, help="a TOML or JSON grid file (overrides the preset's axes)")
+    p.add_argument("--axis", action="append", default=None, metavar="NAME=V1,V2,...", help="an axis (repeatable)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds per cell [preset's]")
+    p.add_argument("--steps", type=int, default=None, help="training steps [preset's]")
+    p.add_argument("--lr", type=float, default=None, help="learning rate [preset's]")
+    p.add_argument("--eval_every", "--eval-every", type=int, default=None, help="steps between evaluations")
+    p.add_argument(
+        "--calibration-cells",
+        "--calibration_cells",
+        dest="calibration_cells",
+        default=None,
+        choices=("corners", "random25"),
+        help="cells that calibrate the theory [corners]",
+    )
+    p.add_argument("--shard", default=None, metavar="I/N", help="train groups I, I+N, ... only")
+    p.add_argument("--out", default=None, help="run directory [runs/<preset>]")
+    p.add_argument("--overwrite", action="store_true", help="discard what --out holds")
+    p.add_argument("--json", action="store_true", help="print the held-out scores as JSON")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_cmd_sweep)
+
+    m = sub.add_parser("merge", help="join the shards of a sweep into one result")
+    m.add_argument("parts", nargs="+", help="the shards' run directories")
+    m.add_argument("--out", required=True, help="the merged run directory")
+    m.add_argument("--overwrite", action="store_true", help="discard what --out holds")
+    m.set_defaults(func=_cmd_merge)
+
+    r = sub.add_parser("report", help="write RUN_DIR/report.html for a finished sweep")
+    r.add_argument("run_dir")
+    r.set_defaults(func=_cmd_report)

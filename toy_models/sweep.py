@@ -1,0 +1,599 @@
+"""Phase-diagram sweeps: many toys trained as vmapped batches, measured, and set beside the theory's prediction.
+
+A sweep is a grid of *cells* (one value per axis: distribution parameters such as K, p_B, alpha, eps, B, or the
+learning rate ``lr``) times seeds. Cells whose arrays have the same shapes (same N, D, L or T, V) train together
+as one :class:`toy_models.train.RunConfig` with per-cell tasks: one compilation per group of equal shapes, never
+one per cell, the model axis split over every JAX device by the engine.
+
+On disk (``RUN_DIR``):
+
+* ``config.json``: the full :class:`SweepConfig` (a rerun with a different config is refused);
+* ``groups/gNNN/``: each group's checkpoints (resumable after any interruption, ``kill -9`` included) and, once
+  finished, its ``result.npz`` and ``result.json`` (written, then renamed: a group is done iff they exist);
+* ``arrays.npz``: ``values`` (cell x seed x measure x step) on the regular evaluation grid, with ``measures``,
+  ``steps``, ``seeds``, ``axis_names`` and ``axis_values`` (cell x axis) as coordinates;
+* ``summary.csv``: one row per cell and seed (measured and predicted transition step and phase, final accuracies,
+  whether the cell calibrated the theory);
+* ``theory.json``: the calibration, the prediction for every cell, and the held-out errors;
+* ``report.html`` (:mod:`toy_models.report`).
+
+``--shard i/n`` trains groups i, i+n, ... only; ``zipfhead merge`` joins the parts' group results into one run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
+from theory.predict import IWL_THRESHOLD, calibrate_rows, icl_threshold, predict_many
+from toy_models.model import ModelConfig
+from toy_models.train import RunConfig, TrainConfig, _atomic_write, _shape_signature, headline_measure
+
+__all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
+
+TRAIN_AXES = ("lr",)
+MAX_MODELS_PER_GROUP = 64
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of cells x seeds on a base task, model and training config.
+
+    Attributes:
+        name: a label (presets use their own name).
+        task: the base distribution; each cell replaces the axes' parameters.
+        model: the toy (shared by every cell of a group; shapes follow the task).
+        train: the optimiser and schedule (``lr`` may be an axis).
+        axes: ((parameter name, values), ...): the grid, first axis outermost.
+        seeds: seeds per cell.
+        calibration: which cells calibrate the theory: ``corners`` (the grid's corners) or ``random25`` (a seeded
+            25%); every other cell is held out for the errors.
+    """
+
+    name: str
+    task: ClassificationTask | TokenStreamTask
+    model: ModelConfig
+    train: TrainConfig
+    axes: tuple[tuple[str, tuple[float, ...]], ...]
+    seeds: tuple[int, ...] = (0, 1)
+    calibration: str = "corners"
+
+    def __post_init__(self) -> None:
+        if not self.axes:
+            raise ValueError("axes = () is empty: a sweep needs at least one axis")
+        fields = self.task.to_dict()
+        for name, values in self.axes:
+            if name not in fields and name not in TRAIN_AXES:
+                allowed = sorted([k for k in fields if k != "kind"] + list(TRAIN_AXES))
+                raise ValueError(f"axis {name!r} is not a parameter of {type(self.task).__name__}: one of {allowed}")
+            if len(values) == 0:
+                raise ValueError(f"axis {name!r} is empty: give at least one value")
+        if self.calibration not in ("corners", "random25"):
+            raise ValueError(f"calibration = {self.calibration!r} is not allowed: one of corners, random25")
+        if not self.seeds:
+            raise ValueError("seeds = () is empty: give at least one seed")
+        for cell in self.cells():
+            self.cell_task(cell)  # every cell must be a valid distribution: fail before training anything
+
+    @property
+    def axis_names(self) -> list[str]:
+        return [n for n, _ in self.axes]
+
+    def cells(self) -> list[dict[str, float]]:
+        """Every cell as {axis: value}, first axis outermost (C cells)."""
+        names = self.axis_names
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(v for _, v in self.axes))]
+
+    def cell_task(self, cell: dict[str, float]) -> ClassificationTask | TokenStreamTask:
+        """The distribution of one cell."""
+        fields = {k: v for k, v in self.task.to_dict().items() if k != "kind"}
+        for name, value in cell.items():
+            if name in fields:
+                template = fields[name]
+                fields[name] = round(value) if isinstance(template, int) and not isinstance(template, bool) else value
+        return type(self.task)(**fields)
+
+    def cell_lr(self, cell: dict[str, float]) -> float:
+        return float(cell.get("lr", self.train.lr))
+
+    def calibration_cells(self) -> list[int]:
+        """Indices of the cells that calibrate the theory (documented choice: corners, or a seeded 25%)."""
+        C = len(self.cells())
+        if self.calibration == "random25":
+            rng = np.random.default_rng(20261129)
+            return sorted(rng.choice(C, size=max(1, C // 4), replace=False).tolist())
+        shape = [len(v) for _, v in self.axes]
+        corners = set()
+        for combo in itertools.product(*[(0, n - 1) for n in shape]):
+            corners.add(int(np.ravel_multi_index(combo, shape)))
+        return sorted(corners)
+
+    def groups(self) -> list[list[int]]:
+        """Cells grouped by shape signature (and split to at most MAX_MODELS_PER_GROUP models), in cell order."""
+        by_shape: dict[tuple, list[int]] = {}
+        for i, cell in enumerate(self.cells()):
+            by_shape.setdefault(_shape_signature(self.cell_task(cell)), []).append(i)
+        per = max(1, MAX_MODELS_PER_GROUP // len(self.seeds))
+        out = []
+        for cells in by_shape.values():
+            out += [cells[k : k + per] for k in range(0, len(cells), per)]
+        return out
+
+    def group_run(self, cells: list[int]) -> RunConfig:
+        """The RunConfig that trains one group (its model sized to the group's shapes)."""
+        all_cells = self.cells()
+        tasks = tuple(self.cell_task(all_cells[i]) for i in cells)
+        lrs = tuple(self.cell_lr(all_cells[i]) for i in cells) if "lr" in self.axis_names else ()
+        from toy_models.tasks import ClassificationStream, TokenStream
+
+        stream = (ClassificationStream if isinstance(tasks[0], ClassificationTask) else TokenStream)(tasks[0], 0)
+        model = dataclasses.replace(
+            self.model, n_ctx=stream.n_ctx, d_vocab=stream.d_vocab, d_vocab_out=stream.d_vocab_out
+        )
+        return RunConfig(task=tasks[0], model=model, train=self.train, seeds=self.seeds, tasks=tasks, lrs=lrs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task.to_dict(),
+            "model": self.model.to_dict(),
+            "train": dataclasses.asdict(self.train),
+            "axes": [[n, list(v)] for n, v in self.axes],
+            "seeds": list(self.seeds),
+            "calibration": self.calibration,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
+        return cls(
+            name=d["name"],
+            task=config_from_dict(d["task"]),  # type: ignore[arg-type]
+            model=ModelConfig(**d["model"]),
+            train=TrainConfig(**d["train"]),
+            axes=tuple((n, tuple(v)) for n, v in d["axes"]),
+            seeds=tuple(d["seeds"]),
+            calibration=d.get("calibration", "corners"),
+        )
+
+
+# --- presets ---------------------------------------------------------------------------------------------------
+def _cls_model() -> ModelConfig:
+    # shapes are filled per group; onehot positions and a small init, as in the classification reproduction
+    return ModelConfig(
+        n_ctx=17, d_vocab=32, d_vocab_out=16, n_layers=2, d_model=64, positional="onehot", init_scale=0.3
+    )
+
+
+def preset(name: str, scale: str = "fast") -> SweepConfig:
+    """A named sweep. ``scale='full'`` is the GPU-sized variant (more cells, steps and seeds).
+
+    * ``demo`` (the default of ``zipfhead sweep`` and ``make demo``): in-context classification over K x p_B,
+      6 x 4 cells x 2 seeds, D = 16, L = 16, N = 8, B = 2, alpha = 0, Adam 3e-3, 2500 steps. Expected: in-weights
+      learning at small K (the toy memorises the classes), an induction head at large K with enough burstiness,
+      the boundary moving to larger K as p_B falls.
+    * ``chan2022``: alpha x p_B at K = 4096. Expected (Chan et al. 2022): in-context learning needs burstiness;
+      it gives way to in-weights learning as alpha grows, the two coexisting near alpha ~ 1.
+    * ``reddy2024``: K x B at p_B = 1, and eps as a third axis at full scale. Expected (Reddy 2024): in-context
+      learning rises with K, B and eps; in-weights learning at small K.
+    * ``tokens``: alpha x V on trigger token streams. Expected: a prefix-matching head forms; later for larger V
+      (rarer repeats) and, with Zipf-drawn triggers, for skewed marginals.
+    * ``transience``: long training with weight decay near the boundary (K x weight-decay-free p_B). Expected
+      (Singh et al. 2023): in-context accuracy rises, then fades as memorisation takes over.
+    """
+    full = scale == "full"
+    if scale not in ("fast", "full"):
+        raise ValueError(f"scale = {scale!r} is not allowed: scale must be one of fast, full")
+    base = ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0)
+    train = TrainConfig(lr=3e-3, batch_size=64, steps=2500, eval_every=100, eval_size=256)
+    seeds = (0, 1, 2, 3) if full else (0, 1)
+    if name == "demo":
+        Ks = (64, 128, 256, 512, 1024, 4096) if not full else tuple(2**k for k in range(5, 15))
+        pBs = (0.5, 0.75, 0.9, 1.0) if not full else (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+        return SweepConfig("demo", base, _cls_model(), train, (("K", Ks), ("p_B", pBs)), seeds)
+    if name == "chan2022":
+        alphas = (0.0, 0.5, 1.0, 1.5, 2.0) if not full else tuple(np.round(np.linspace(0, 3, 13), 3))
+        pBs = (0.25, 0.5, 0.75, 1.0) if not full else tuple(np.round(np.linspace(0, 1, 11), 3))
+        task = dataclasses.replace(base, K=4096)
+        return SweepConfig("chan2022", task, _cls_model(), train, (("alpha", alphas), ("p_B", pBs)), seeds)
+    if name == "reddy2024":
+        Ks = (64, 256, 1024, 4096) if not full else tuple(2**k for k in range(5, 15))
+        Bs = (1, 2, 4)
+        axes: tuple = (("K", Ks), ("B", Bs))
+        if full:
+            axes += (("eps", (0.0, 0.1, 0.5, 1.0)),)
+        return SweepConfig("reddy2024", base, _cls_model(), train, axes, seeds)
+    if name == "tokens":
+        task = TokenStreamTask(V=16, T=64, alpha=1.0, n_triggers=2, trigger_dist="uniform", output_dist="uniform")
+        model = ModelConfig(n_ctx=63, d_vocab=16, d_vocab_out=16, n_layers=2, n_heads=2, d_model=64)
+        tt = TrainConfig(lr=1e-2, batch_size=32, steps=3000 if not full else 20000, eval_every=100, eval_size=256)
+        alphas = (0.0, 1.0, 2.0) if not full else (0.0, 0.5, 1.0, 1.5, 2.0)
+        Vs = (16, 32) if not full else (16, 32, 64, 128)
+        return SweepConfig("tokens", task, model, tt, (("alpha", alphas), ("V", Vs)), seeds)
+    if name == "transience":
+        tt = dataclasses.replace(train, steps=8000 if not full else 50000, weight_decay=1e-3)
+        Ks = (128, 256, 512) if not full else (64, 128, 256, 512, 1024)
+        pBs = (0.9, 1.0)
+        return SweepConfig("transience", base, _cls_model(), tt, (("K", Ks), ("p_B", pBs)), seeds)
+    raise ValueError(f"preset = {name!r} is not allowed: one of {', '.join(PRESETS)}")
+
+
+PRESETS = ("demo", "chan2022", "reddy2024", "tokens", "transience")
+
+
+def load_grid_file(path: str | Path, base: SweepConfig) -> SweepConfig:
+    """A grid from TOML or JSON: ``{"axes": {"K": [64, 256], "p_B": [0.5, 1.0]}, "seeds": [0, 1], ...}``.
+
+    Other top-level keys: ``name``, ``calibration``, ``task`` / ``train`` (dicts of overrides of the base).
+    Unknown keys are an error naming them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"grid file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        data = tomllib.loads(text)
+    else:
+        data = json.loads(text)
+    allowed = {"axes", "seeds", "name", "calibration", "task", "train"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"grid file {path} has unknown keys {sorted(unknown)}: allowed {sorted(allowed)}")
+    axes = data.get("axes")
+    if not axes:
+        raise ValueError(f"grid file {path} has an empty grid: give at least one axis under 'axes'")
+    task = dataclasses.replace(base.task, **data.get("task", {}))
+    train = dataclasses.replace(base.train, **data.get("train", {}))
+    return SweepConfig(
+        name=data.get("name", path.stem),
+        task=task,
+        model=base.model,
+        train=train,
+        axes=tuple((str(k), tuple(v)) for k, v in axes.items()),
+        seeds=tuple(data.get("seeds", base.seeds)),
+        calibration=data.get("calibration", base.calibration),
+    )
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+def _group_dir(out: Path, g: int) -> Path:
+    return out / "groups" / f"g{g:03d}"
+
+
+def _group_done(out: Path, g: int) -> bool:
+    d = _group_dir(out, g)
+    return (d / "result.json").exists() and (d / "result.npz").exists()
+
+
+def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
+    path = out / "config.json"
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != json.loads(json.dumps(cfg.to_dict())):
+            raise ValueError(f"{out} holds a sweep with a different config: use another --out, or --overwrite")
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not a sweep directory: use another --out, or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda f: json.dump(cfg.to_dict(), f, indent=2), mode="w")
+
+
+def _train_group(cfg: SweepConfig, cells: list[int], d: Path, progress: bool) -> None:
+    from toy_models.results import summarise
+    from toy_models.train import train
+
+    run = cfg.group_run(cells)
+    result = train(run, d, progress=progress)
+    summary = summarise(result)
+    scalar = sorted(k for k, v in result.curves.items() if v.ndim == 2)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        curves=np.stack([result.curves[k] for k in scalar]),  # (measure, model, step)
+        measures=np.asarray(scalar),
+        steps=result.steps,
+        train_loss=result.train_loss,
+    )
+    _atomic_write(d / "result.npz", lambda f: f.write(buf.getvalue()))
+    info = {"cells": cells, "seconds": result.seconds, "summary": summary}
+    _atomic_write(d / "result.json", lambda f: json.dump(info, f, indent=2), mode="w")
+    for ckpt in d.glob("checkpoint*"):
+        ckpt.unlink()  # the group is done: its result is the record
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    out_dir: str | Path,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_groups: int | None = None,
+) -> dict[str, Any] | None:
+    """Train every unfinished group of this shard, then (unsharded) aggregate, predict and report.
+
+    Args:
+        cfg: the sweep.
+        out_dir: the run directory (created; reused to resume).
+        shard: (i, n): train groups i, i + n, ... only (no aggregation: ``zipfhead merge`` joins the parts).
+        overwrite: discard whatever ``out_dir`` holds.
+        progress: show progress bars (groups, and steps within a group).
+        stop_after_groups: stop after training this many groups (tests of resumption).
+
+    Returns:
+        The held-out evaluation (see :func:`finish`), or None for a shard.
+    """
+    i, n = shard
+    if not (isinstance(n, int) and n >= 1 and isinstance(i, int) and 0 <= i < n):
+        raise ValueError(f"shard = {i}/{n} is out of range: give i/n with 0 <= i < n")
+    out = Path(out_dir)
+    _check_config(out, cfg, overwrite)
+    groups = cfg.groups()
+    mine = [g for g in range(len(groups)) if g % n == i]
+    todo = [g for g in mine if not _group_done(out, g)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="group", desc=f"sweep {cfg.name}")
+    for k, g in enumerate(todo):
+        if stop_after_groups is not None and k >= stop_after_groups:
+            break
+        _train_group(cfg, groups[g], _group_dir(out, g), progress)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if n > 1 or not all(_group_done(out, g) for g in range(len(groups))):
+        return None
+    return finish(out)
+
+
+def merge(parts: Sequence[str | Path], out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Join the group results of sharded runs of one sweep into ``out_dir``, then aggregate and report."""
+    if not parts:
+        raise ValueError("parts is empty: give the run directories of the shards")
+    cfgs = []
+    for p in parts:
+        path = Path(p) / "config.json"
+        if not path.exists():
+            raise ValueError(f"{p} is not a sweep directory (no config.json)")
+        cfgs.append(json.loads(path.read_text()))
+    if any(c != cfgs[0] for c in cfgs):
+        raise ValueError("the parts were made by different sweep configs: they cannot be merged")
+    cfg = SweepConfig.from_dict(cfgs[0])
+    out = Path(out_dir)
+    _check_config(out, cfg, overwrite)
+    for p in parts:
+        for d in sorted((Path(p) / "groups").glob("g*")):
+            target = out / "groups" / d.name
+            if (d / "result.json").exists() and not (target / "result.json").exists():
+                target.mkdir(parents=True, exist_ok=True)
+                for name in ("result.npz", "result.json"):
+                    shutil.copyfile(d / name, target / (name + ".tmp"))
+                    (target / (name + ".tmp")).replace(target / name)
+    missing = [g for g in range(len(cfg.groups())) if not _group_done(out, g)]
+    if missing:
+        raise ValueError(f"groups {missing} are in none of the parts: run the missing shards first")
+    return finish(out)
+
+
+# --- aggregation, theory, report -----------------------------------------------------------------------------
+def _measured_phase(task: Any, icl_curve: np.ndarray, iwl_final: float) -> str:
+    from theory.closed_form import phase_from
+
+    thr = icl_threshold(task)
+    k = min(3, icl_curve.size)
+    smooth = np.convolve(icl_curve, np.ones(k) / k, mode="valid") if icl_curve.size else icl_curve
+    final = float(np.mean(icl_curve[-k:])) if icl_curve.size else 0.0
+    formed = bool(smooth.size and smooth.max() >= thr)
+    return phase_from(formed, iwl_final >= IWL_THRESHOLD, formed and final < thr)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < 3:
+        return math.nan
+    rx = np.argsort(np.argsort(x)).astype(float)
+    ry = np.argsort(np.argsort(y)).astype(float)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def finish(out_dir: str | Path) -> dict[str, Any]:
+    """Aggregate the finished groups of a sweep: arrays.npz, theory.json (calibrate on the designated cells,
+    predict every cell, score the held-out ones), summary.csv and report.html. Returns the held-out scores."""
+    out = Path(out_dir)
+    cfg = SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
+    cells = cfg.cells()
+    C, S = len(cells), len(cfg.seeds)
+    headline = headline_measure("classification" if isinstance(cfg.task, ClassificationTask) else "tokens")
+    regular = None
+    per_cell: dict[int, dict[str, Any]] = {}
+    measures: list[str] | None = None
+    for g, group in enumerate(cfg.groups()):
+        d = _group_dir(out, g)
+        info = json.loads((d / "result.json").read_text())
+        with np.load(d / "result.npz") as z:
+            curves, names, steps = z["curves"], [str(m) for m in z["measures"]], z["steps"]
+        keep = steps % cfg.train.eval_every == 0
+        keep |= steps == cfg.train.steps
+        regular = steps[keep] if regular is None else regular
+        measures = names if measures is None else measures
+        for k, cell in enumerate(group):
+            rows = info["summary"]["models"][k * S : (k + 1) * S]
+            per_cell[cell] = {
+                "values": curves[:, k * S : (k + 1) * S][:, :, keep],  # (measure, seed, step)
+                "full": curves[:, k * S : (k + 1) * S],
+                "steps_full": steps,
+                "models": rows,
+            }
+    assert regular is not None and measures is not None
+    values = np.stack([np.moveaxis(per_cell[c]["values"], 0, 1) for c in range(C)])  # (C, S, measure, step)
+    axis_values = np.array([[cell[n] for n in cfg.axis_names] for cell in cells], dtype=np.float64)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        values=values,
+        measures=np.asarray(measures),
+        steps=regular,
+        seeds=np.asarray(cfg.seeds),
+        axis_names=np.asarray(cfg.axis_names),
+        axis_values=axis_values,
+    )
+    _atomic_write(out / "arrays.npz", lambda f: f.write(buf.getvalue()))
+
+    # measured transition and phase per cell and seed
+    icl_name = headline
+    iwl_name = "iwl_acc" if "iwl_acc" in measures else None
+    tasks = [cfg.cell_task(c) for c in cells]
+    lrs = [cfg.cell_lr(c) for c in cells]
+    measured = np.full((C, S), np.nan)
+    phases = [["neither"] * S for _ in range(C)]
+    finals = np.zeros((C, S, 2))
+    for c in range(C):
+        pc = per_cell[c]
+        for s in range(S):
+            icl = pc["full"][measures.index(icl_name), s]
+            iwl_final = float(pc["full"][measures.index(iwl_name), s, -1]) if iwl_name else 0.0
+            finals[c, s] = (float(icl[-1]), iwl_final)
+            phases[c][s] = _measured_phase(tasks[c], icl, iwl_final)
+            tr = pc["models"][s]["transition_step"]
+            if tr is not None and phases[c][s] in ("icl", "both", "transient"):
+                measured[c, s] = float(tr)
+
+    # theory: calibrate on the designated cells, predict all, score the others
+    calib = cfg.calibration_cells()
+    rows = []
+    for c in calib:
+        for s in range(S):
+            tr = None if math.isnan(measured[c, s]) else measured[c, s]
+            rows.append((tasks[c], lrs[c], tr, cfg.train.optimizer, cfg.train.batch_size, cfg.train.steps))
+    try:
+        cal = calibrate_rows(rows, source=f"{out}: cells {calib}")
+        cal_note = "fitted on the calibration cells"
+    except ValueError as err:
+        from theory.predict import load_calibration
+
+        cal = load_calibration()
+        cal_note = f"packaged calibration ({err})"
+    preds = predict_many(
+        tasks,
+        lr=lrs,
+        steps=cfg.train.steps,
+        optimizer=cfg.train.optimizer,
+        batch_size=cfg.train.batch_size,
+        weight_decay=cfg.train.weight_decay,
+        calibration=cal,
+    )
+    held = [c for c in range(C) if c not in calib]
+    scores = _score(held, measured, phases, preds, S)
+    theory = {
+        "calibration": dataclasses.asdict(cal),
+        "calibration_note": cal_note,
+        "calibration_cells": calib,
+        "held_out_cells": held,
+        "scores": scores,
+        "predictions": [
+            {k: p[k] for k in ("transition_step", "transition_step_closed_form", "phase", "phase_closed_form")}
+            for p in preds
+        ],
+    }
+    _atomic_write(out / "theory.json", lambda f: json.dump(theory, f, indent=2), mode="w")
+
+    buf_csv = io.StringIO()
+    writer = csv.writer(buf_csv)
+    writer.writerow(
+        [
+            "cell",
+            *cfg.axis_names,
+            "seed",
+            "calibration_cell",
+            "measured_transition_step",
+            "measured_phase",
+            f"final_{icl_name}",
+            "final_iwl_acc",
+            "predicted_transition_step",
+            "predicted_phase",
+        ]
+    )
+    for c in range(C):
+        for s, seed in enumerate(cfg.seeds):
+            pt = preds[c]["transition_step"]
+            writer.writerow(
+                [
+                    c,
+                    *[cells[c][n] for n in cfg.axis_names],
+                    seed,
+                    int(c in calib),
+                    "" if math.isnan(measured[c, s]) else f"{measured[c, s]:.1f}",
+                    phases[c][s],
+                    f"{finals[c, s, 0]:.4f}",
+                    f"{finals[c, s, 1]:.4f}",
+                    "" if pt is None else f"{pt:.1f}",
+                    preds[c]["phase"],
+                ]
+            )
+    _atomic_write(out / "summary.csv", lambda f: f.write(buf_csv.getvalue()), mode="w")
+
+    from toy_models.report import write_report
+
+    write_report(out)
+    return scores
+
+
+def _score(held: list[int], measured: np.ndarray, phases: list[list[str]], preds: list[dict], S: int) -> dict:
+    """Held-out errors per seed: median relative error of the transition step (cells where both toy and theory
+    have one), Spearman rank correlation, and phase agreement (% of held-out cells); then median and range over
+    the seeds."""
+    rel, rho, agree, n_pairs = [], [], [], []
+    for s in range(S):
+        m = np.array([measured[c, s] for c in held])
+        p = np.array([np.nan if preds[c]["transition_step"] is None else preds[c]["transition_step"] for c in held])
+        ok = np.isfinite(m) & np.isfinite(p)
+        n_pairs.append(int(ok.sum()))
+        rel.append(float(np.median(np.abs(p[ok] - m[ok]) / m[ok])) if ok.any() else math.nan)
+        rho.append(_spearman(m[ok], p[ok]))
+        agree.append(100.0 * float(np.mean([phases[c][s] == preds[c]["phase"] for c in held])) if held else math.nan)
+
+    def spread(v: list[float]) -> dict[str, float]:
+        a = np.array(v, dtype=np.float64)
+        if not np.isfinite(a).any():
+            return {"median": math.nan, "min": math.nan, "max": math.nan}
+        return {"median": float(np.nanmedian(a)), "min": float(np.nanmin(a)), "max": float(np.nanmax(a))}
+
+    return {
+        "held_out_cells": len(held),
+        "pairs_per_seed": n_pairs,
+        "median_relative_error": spread(rel),
+        "spearman": spread(rho),
+        "phase_agreement_percent": spread(agree),
+    }
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """The held-out errors as printed at the end of a sweep."""
+
+    def f(d: dict[str, float], fmt: str) -> str:
+        return f"{d['median']:{fmt}} (seeds {d['min']:{fmt}}-{d['max']:{fmt}})"
+
+    return "\n".join(
+        [
+            f"held-out cells: {scores['held_out_cells']} (transition pairs per seed: {scores['pairs_per_seed']})",
+            f"  median relative error of the transition step: {f(scores['median_relative_error'], '.2f')}",
+            f"  Spearman rank correlation:                     {f(scores['spearman'], '.2f')}",
+            f"  phase agreement:                               {f(scores['phase_agreement_percent'], '.0f')} %",
+        ]
+    )
