@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/zipfhead stats
+	$(BIN)/zipfhead sweep --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -20,7 +20,7 @@ from toy_models.model import ModelConfig
 from toy_models.tasks import ClassificationStream, derive_seed
 from toy_models.train import RunConfig, TrainConfig, _engine, _sharders, _to_device_data
 
-__all__ = ["bench_training", "matmul_peak", "model_flops"]
+__all__ = ["bench_sweep", "bench_training", "format_sweep", "matmul_peak", "model_flops"]
 
 
 def _median(fn: Callable[[], Any], repeats: int) -> float:
@@ -196,3 +196,96 @@ def format_training(rows: dict[str, Any]) -> str:
     )
     out.append(f"  PyTorch eager twin: {rows['torch']}")
     return "\n".join(out)
+
+
+# --- sweeps ------------------------------------------------------------------------------------------------------
+def bench_sweep(quick: bool = False) -> dict[str, Any]:
+    """Sweep throughput against training the same cells one at a time, and the cost of rerunning a finished sweep.
+
+    The sweep: the demo preset's first ``C`` cells (K x p_B) x 1 seed for ``steps`` steps, in a fresh directory
+    (compilation included, as a user sees it). The baselines train the same cells one model at a time:
+    ``in-process`` (one Python process, the engine compiled once and reused) and ``zipfhead train`` (one process
+    per cell, as the CLI does; timed on one cell and multiplied by C). The resume overhead is the wall time of
+    ``zipfhead sweep`` rerun on the finished directory (a fresh process: imports included).
+    """
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from toy_models.sweep import preset, run_sweep
+    from toy_models.train import train
+
+    C, steps = (4, 100) if quick else (16, 400)
+    demo = preset("demo")
+    Ks, pBs = demo.axes[0][1], demo.axes[1][1]
+    n_k = max(1, C // len(pBs))
+    cfg = dataclasses.replace(
+        demo,
+        axes=(("K", Ks[:n_k]), ("p_B", pBs)),
+        seeds=(0,),
+        train=dataclasses.replace(demo.train, steps=steps, eval_every=100),
+    )
+    cells = len(cfg.cells())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sweep"
+        t0 = time.perf_counter()
+        run_sweep(cfg, out, progress=False)
+        sweep_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        for i in range(cells):
+            train(cfg.group_run([i]), None, progress=False)
+        loop_s = time.perf_counter() - t0
+
+        task = cfg.cell_task(cfg.cells()[0])
+        args = [
+            "train", "--K", str(task.K), "--N", str(task.N), "--D", str(task.D), "--L", str(task.L), "--B",
+            str(task.B), "--p_B", str(task.p_B), "--alpha", str(task.alpha), "--d_model", "64", "--positional",
+            "onehot", "--init_scale", "0.3", "--steps", str(steps), "--eval_every", "100", "--eval_size",
+            str(cfg.train.eval_size), "--seeds", "0", "--no-progress", "--out", str(Path(tmp) / "one"),
+        ]  # fmt: skip
+        env = dict(os.environ)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "toy_models.cli", *args], env=env, check=True, capture_output=True)
+        one_cli_s = time.perf_counter() - t0
+
+        cfg_path = Path(tmp) / "grid.json"
+        cfg_path.write_text(
+            __import__("json").dumps(
+                {"axes": {n: list(v) for n, v in cfg.axes}, "seeds": list(cfg.seeds), "train": {"steps": steps}}
+            )
+        )
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "toy_models.cli", "sweep", "--grid", str(cfg_path), "--out", str(out),
+             "--no-progress"],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        resume_s = time.perf_counter() - t0
+    work = cells * steps
+    return {
+        "cells": cells,
+        "steps": steps,
+        "sweep_cell_steps_per_s": work / sweep_s,
+        "loop_cell_steps_per_s": work / loop_s,
+        "cli_cell_steps_per_s": work / (one_cli_s * cells),
+        "speedup_vs_loop": loop_s / sweep_s,
+        "speedup_vs_cli": one_cli_s * cells / sweep_s,
+        "resume_overhead_s": resume_s,
+    }
+
+
+def format_sweep(r: dict[str, Any]) -> str:
+    """The sweep benchmark as a readable table."""
+    return "\n".join(
+        [
+            f"\nSweep of {r['cells']} cells x 1 seed x {r['steps']} steps (cell-steps per second, compile included)",
+            f"  zipfhead sweep (one vmapped batch)    {r['sweep_cell_steps_per_s']:10.1f}",
+            f"  one cell at a time, one process       {r['loop_cell_steps_per_s']:10.1f}  x{r['speedup_vs_loop']:.1f}",
+            f"  one zipfhead train per cell           {r['cli_cell_steps_per_s']:10.1f}  x{r['speedup_vs_cli']:.1f}",
+            f"  rerun of the finished sweep           {r['resume_overhead_s']:10.2f} s",
+        ]
+    )

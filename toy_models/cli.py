@@ -187,6 +187,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"  per cell: Numba {th['numba_ms_per_cell']:.3f} ms, plain-Python twin {th['python_ms_per_cell']:.0f} ms"
             f" -> x{th['speedup']:.0f}"
         )
+    if args.part in ("sweep", "all"):
+        from toy_models.bench import bench_sweep, format_sweep
+
+        payload["sweep"] = bench_sweep(quick=args.quick)
+        lines.append(format_sweep(payload["sweep"]))
     if args.part in ("training", "all"):
         from toy_models.bench import bench_training, format_training
 
@@ -336,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     bench.add_argument(
-        "--part", choices=("data", "theory", "training", "all"), default="all", help="which benchmarks [all]"
+        "--part", choices=("data", "theory", "training", "sweep", "all"), default="all", help="which benchmarks [all]"
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(func=_cmd_bench)
