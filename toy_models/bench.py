@@ -234,6 +234,9 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         t0 = time.perf_counter()
         run_sweep(cfg, out, progress=False)
         sweep_s = time.perf_counter() - t0
+        train_s = sum(
+            __import__("json").loads(p.read_text())["seconds"] for p in out.glob("groups/*/result.json")
+        )  # training only (compilation included; aggregation, theory and report excluded)
 
         t0 = time.perf_counter()
         for i in range(cells):
@@ -255,7 +258,12 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         cfg_path = Path(tmp) / "grid.json"
         cfg_path.write_text(
             __import__("json").dumps(
-                {"axes": {n: list(v) for n, v in cfg.axes}, "seeds": list(cfg.seeds), "train": {"steps": steps}}
+                {
+                    "name": cfg.name,
+                    "axes": {n: list(v) for n, v in cfg.axes},
+                    "seeds": list(cfg.seeds),
+                    "train": {"steps": steps, "eval_every": 100},
+                }
             )
         )
         t0 = time.perf_counter()
@@ -272,7 +280,10 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         "sweep_cell_steps_per_s": work / sweep_s,
         "loop_cell_steps_per_s": work / loop_s,
         "cli_cell_steps_per_s": work / (one_cli_s * cells),
+        "sweep_training_s": train_s,
+        "sweep_total_s": sweep_s,
         "speedup_vs_loop": loop_s / sweep_s,
+        "training_speedup_vs_loop": loop_s / train_s,
         "speedup_vs_cli": one_cli_s * cells / sweep_s,
         "resume_overhead_s": resume_s,
     }
@@ -287,5 +298,7 @@ def format_sweep(r: dict[str, Any]) -> str:
             f"  one cell at a time, one process       {r['loop_cell_steps_per_s']:10.1f}  x{r['speedup_vs_loop']:.1f}",
             f"  one zipfhead train per cell           {r['cli_cell_steps_per_s']:10.1f}  x{r['speedup_vs_cli']:.1f}",
             f"  rerun of the finished sweep           {r['resume_overhead_s']:10.2f} s",
+            f"  sweep wall time {r['sweep_total_s']:.1f} s, of which training {r['sweep_training_s']:.1f} s "
+            f"(training alone x{r['training_speedup_vs_loop']:.1f} the one-process loop)",
         ]
     )
