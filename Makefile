@@ -10,9 +10,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The `lens` extra (TransformerLens, for toy_models.lens) needs torch: a CPU build goes in first, from PyTorch's
+# CPU index or, where that is out of reach, a local wheel (pip's find-links), so that pip never resolves a CUDA
+# build from PyPI. On a GPU machine: make TORCH=torch.
+TORCH ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 # Reinstall when the package metadata changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,notebooks]'
+	$(BIN)/python -m pip install --quiet --retries 0 --extra-index-url $(TORCH_INDEX) '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[test,notebooks,lens]'
 	touch $(STAMP)
 
 demo: $(STAMP)

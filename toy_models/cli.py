@@ -338,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parsers(sub)
 
+    from toy_models.cli_lens import add_export_parser
+
+    add_export_parser(sub)
+
     bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     bench.add_argument(

@@ -5,6 +5,9 @@
                   and ``lrs`` stored as coordinates; per-head curves ``head_<measure>`` (model x step x layer x
                   head); ``train_loss`` (model x step). Loads with ``allow_pickle=False``.
 ``summary.json``  per model: final measures, transition step with its uncertainty, loss bumps, copying scores.
+``params.npz``    the final parameters, one array per leaf named by its TransformerLens state-dict key
+                  (``embed.W_E``, ``blocks.0.attn.W_Q``, ``unembed.b_U``, ...), with a leading model axis (see
+                  :func:`param_arrays`; :mod:`toy_models.lens` exports a model to TransformerLens from it).
 ``curves.png``, ``attention.png``  figures (see :mod:`toy_models.plots`).
 
 All files are written to a temporary name and renamed, so none is ever half-written.
@@ -17,12 +20,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from toy_models import measures as ms
 from toy_models.train import RunResult, _atomic_write, headline_measure
 
-__all__ = ["summarise", "write_run"]
+__all__ = ["param_arrays", "summarise", "write_run"]
 
 
 def _chance(result: RunResult) -> float:
@@ -87,8 +91,20 @@ def summarise(result: RunResult) -> dict[str, Any]:
     }
 
 
+def param_arrays(params: Any) -> dict[str, np.ndarray]:
+    """A parameter pytree as flat arrays named by TransformerLens's state-dict keys (``blocks.0.attn.W_Q``).
+
+    Leading axes are kept: a run's stacked parameters keep their model axis (M, ...).
+    """
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        out[name] = np.asarray(leaf)
+    return out
+
+
 def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
-    """Write config.json, metrics.npz, summary.json (and the figures) to ``out_dir``; return the summary."""
+    """Write config.json, metrics.npz, params.npz, summary.json (and the figures) to ``out_dir``; return the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = result.run
@@ -109,6 +125,9 @@ def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     _atomic_write(out / "metrics.npz", lambda f: f.write(buf.getvalue()))
+    params_buf = io.BytesIO()
+    np.savez(params_buf, **param_arrays(result.state["params"]))
+    _atomic_write(out / "params.npz", lambda f: f.write(params_buf.getvalue()))
 
     summary = summarise(result)
     _atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2), mode="w")
