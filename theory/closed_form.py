@@ -113,22 +113,7 @@ def output_strength(task: ClassificationTask, t: np.ndarray | float) -> np.ndarr
         return np.zeros_like(np.asarray(t, dtype=np.float64))
     A = p_b * ratio**2 * M
     y = (n + A * np.asarray(t, dtype=np.float64)) / M
-    return (y - _w_exp(math.log(n / M), y)) / ratio
-
-
-def _w_exp(log_k: float, y: np.ndarray) -> np.ndarray:
-    """W(k e^y) without overflow: for large arguments iterate on log W instead."""
-    arg = log_k + y
-    small = arg < 600
-    out = np.empty_like(arg)
-    out[small] = lambert_w(np.exp(arg[small]))
-    if np.any(~small):
-        big = arg[~small]
-        w = big - np.log(big)
-        for _ in range(8):
-            w = w - (w + np.log(w) - big) / (1 + 1 / w)
-        out[~small] = w
-    return out
+    return (y - _w_exp_array(np.full_like(y, math.log(n / M)), y)) / ratio
 
 
 def output_integral(task: ClassificationTask, t: np.ndarray | float) -> np.ndarray:
@@ -141,7 +126,7 @@ def output_integral(task: ClassificationTask, t: np.ndarray | float) -> np.ndarr
     log_k = math.log(n / M)
 
     def F(y):
-        om = _w_exp(log_k, y)
+        om = _w_exp_array(np.full_like(y, log_k), y)
         return y**2 / 2 - om - om**2 / 2
 
     y0 = np.atleast_1d(np.full_like(t, n / M))

@@ -209,6 +209,7 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
     ``zipfhead sweep`` rerun on the finished directory (a fresh process: imports included).
     """
     import dataclasses
+    import json
     import os
     import subprocess
     import sys
@@ -235,7 +236,7 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         run_sweep(cfg, out, progress=False)
         sweep_s = time.perf_counter() - t0
         train_s = sum(
-            __import__("json").loads(p.read_text())["seconds"] for p in out.glob("groups/*/result.json")
+            json.loads(p.read_text())["seconds"] for p in out.glob("groups/*/result.json")
         )  # training only (compilation included; aggregation, theory and report excluded)
 
         t0 = time.perf_counter()
@@ -257,7 +258,7 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
 
         cfg_path = Path(tmp) / "grid.json"
         cfg_path.write_text(
-            __import__("json").dumps(
+            json.dumps(
                 {
                     "name": cfg.name,
                     "axes": {n: list(v) for n, v in cfg.axes},
