@@ -162,7 +162,8 @@ def predict_many(
         steps: training steps (the horizon).
         optimizer: ``adam`` (Adam's normalised flow) or ``sgd`` (gradient flow; momentum is not modelled).
         batch_size: sequences per step (Adam's noise floor).
-        weight_decay: the optimiser's (decoupled) weight decay per step, divided by lr x tau in flow time.
+        weight_decay: the optimiser's decoupled weight decay, as AdamW's: the weights shrink by lr x weight_decay
+            per step. A step is lr x tau of flow time, so the flow's decay rate is weight_decay / tau, whatever lr.
         calibration: the constants (default: the packaged calibration file).
         closed_form: also give the closed-form transition step (classification only).
         n_times: output times on a geometric grid up to the horizon.
@@ -180,13 +181,13 @@ def predict_many(
     if len(lrs) != len(tasks):
         raise ValueError(f"lr has {len(lrs)} values for {len(tasks)} tasks: give one, or one per task")
     lrs = [check_real("lr", v, 0.0, 10.0, low_open=True) for v in lrs]
-    check_real("weight_decay", weight_decay, 0.0, 1.0)
+    check_real("weight_decay", weight_decay, 0.0, 10.0)
     check_int("n_times", n_times, 4)
     horizons = [cal.time_scale * v * steps for v in lrs]
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer = {optimizer!r} is not allowed: optimizer must be one of adam, sgd")
     check_int("batch_size", batch_size, 1)
-    params = [_params(t, cal, weight_decay * v, optimizer, batch_size) for t, v in zip(tasks, lrs, strict=True)]
+    params = [_params(t, cal, weight_decay, optimizer, batch_size) for t in tasks]
     cells = []
     for task, prm, h in zip(tasks, params, horizons, strict=True):
         t = np.concatenate([[0.0], np.geomspace(h * 1e-4, h, n_times - 1)])
