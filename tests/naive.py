@@ -375,8 +375,10 @@ def reduced_objective(y, table, bin_size, s, iw_rate, inv_cap):
 
 
 def reduced_flow(y, table, bin_size, s, iw_rate, inv_cap, rho, wd, h=1e-6):
-    """The flow by central finite differences of :func:`reduced_objective` (no sympy): d(a, b, c)/dt = -grad - wd,
-    and per class dw/dt = rho * iw_rate * (-(1 / n_g) d objective / d w_g) - wd w_g."""
+    """The flow by central finite differences of :func:`reduced_objective` (no sympy): d(a, b, c)/dt = -grad -
+    wd_c (a, b, c), and per class dw/dt = rho * iw_rate * (-(1 / n_g) d objective / d w_g) - wd_w w_g, where wd is
+    one decay for all, or the pair (wd_c, wd_w)."""
+    wd_c, wd_w = (wd, wd) if np.isscalar(wd) else wd
     out = []
     for p in range(len(y)):
         up = list(y)
@@ -388,9 +390,9 @@ def reduced_flow(y, table, bin_size, s, iw_rate, inv_cap, rho, wd, h=1e-6):
             - reduced_objective(dn, table, bin_size, s, iw_rate, inv_cap)
         ) / (2 * h)
         if p < 3:
-            out.append(-grad - wd * y[p])
+            out.append(-grad - wd_c * y[p])
         else:
-            out.append(rho * iw_rate * (-grad / bin_size[p - 3]) - wd * y[p])
+            out.append(rho * iw_rate * (-grad / bin_size[p - 3]) - wd_w * y[p])
     return out
 
 

@@ -42,7 +42,9 @@ TERMS = sp.lambdify(CASE_SYMBOLS, _EXPRS, modules="math", cse=True)
 
 
 def twin_rhs(y, rows, bin_size, iw_rate, inv_cap, rho, wd):
-    """The flow's drift for rows (weight, s, case row): the expected flow when the weights are the case weights."""
+    """The flow's drift for rows (weight, s, case row): the expected flow when the weights are the case weights.
+    wd = (decay of a, b, c; decay of the in-weights logits)."""
+    wd_c, wd_w = wd
     G = len(bin_size)
     a, b, c = y[0], y[1], y[2]
     grad = [0.0, 0.0, 0.0]
@@ -63,11 +65,11 @@ def twin_rhs(y, rows, bin_size, iw_rate, inv_cap, rho, wd):
             qw[g] += weight * t[9]
     S = sum(bin_size[g] * y[3 + g] ** 2 / iw_rate for g in range(G))
     half = 0.5 * inv_cap * S
-    out = [-(grad[k] + half * curv[k]) - wd * y[k] for k in range(3)]
+    out = [-(grad[k] + half * curv[k]) - wd_c * y[k] for k in range(3)]
     for g in range(G):
         if bin_size[g] > 0:
             per_class = (gw[g] + half * qw[g]) / bin_size[g]
-            out.append(rho * (-iw_rate * per_class - inv_cap * Q * y[3 + g]) - wd * y[3 + g])
+            out.append(rho * (-iw_rate * per_class - inv_cap * Q * y[3 + g]) - wd_w * y[3 + g])
         else:
             out.append(0.0)
     return out

@@ -28,12 +28,13 @@ def test_predict_both_families():
     assert tok["phase"] in ("icl", "neither") and tok["phase_closed_form"] is None
 
 
-def test_weight_decay_is_lr_free_in_flow_time():
+@pytest.mark.parametrize("decay_on", ["all", "attention"])
+def test_weight_decay_is_lr_free_in_flow_time(decay_on):
     """AdamW shrinks weights by lr x wd per step and a step is lr x tau of flow time, so the flow's decay rate is
     wd / tau: at 3x the lr and 1/3 of the steps everything happens at 1/3 of the steps. Decay also changes the
     prediction (it slows the circuit's escape), so the check is not vacuous."""
     cal = Calibration(time_scale=1.3, iw_speed=30.0, kappa=4.0)
-    kw = {"weight_decay": 0.3, "calibration": cal, "closed_form": False}
+    kw = {"weight_decay": 0.3, "decay_on": decay_on, "calibration": cal, "closed_form": False}
     task = TASK
     slow = predict(task, lr=1e-3, steps=9000, **kw)
     fast = predict(task, lr=3e-3, steps=3000, **kw)

@@ -105,14 +105,14 @@ def _batch_rhs(y, cases, idx, s_seq, bin_size, iw_rate, inv_cap, rho, wd, out):
     for g in range(G):
         S += bin_size[g] * y[3 + g] ** 2 / iw_rate
     half = 0.5 * inv_cap * S
-    out[0] = -(ga + half * qa) - wd * a
-    out[1] = -(gb + half * qb) - wd * b
-    out[2] = -(gc + half * qc) - wd * c
+    out[0] = -(ga + half * qa) - wd[0] * a
+    out[1] = -(gb + half * qb) - wd[0] * b
+    out[2] = -(gc + half * qc) - wd[0] * c
     for g in range(G):
         wg = y[3 + g]
         if bin_size[g] > 0:
             per_class = (out[3 + g] + half * qw[g]) / bin_size[g]
-            out[3 + g] = rho * (-iw_rate * per_class - inv_cap * Q * wg) - wd * wg
+            out[3 + g] = rho * (-iw_rate * per_class - inv_cap * Q * wg) - wd[1] * wg
         else:
             out[3 + g] = 0.0
 
@@ -291,7 +291,7 @@ class Packed:
     iw_rate: float
     inv_cap: float
     rho: float
-    wd: float
+    wd: np.ndarray  # (2,): decay of the circuit's a, b, c and of the in-weights logits
 
 
 def pack(cases: Cases, params: ReducedParams, overlap_noise: bool = False) -> Packed:
@@ -330,7 +330,7 @@ def pack(cases: Cases, params: ReducedParams, overlap_noise: bool = False) -> Pa
         iw_rate=float(cases.iw_rate),
         inv_cap=1.0 / (params.kappa * params.D * cases.L),
         rho=float(params.iw_speed),
-        wd=float(params.weight_decay),
+        wd=np.array(params.decay_rates(), dtype=np.float64),
     )
 
 

@@ -119,7 +119,12 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
 
 
 def _params(
-    task: ClassificationTask | TokenStreamTask, cal: Calibration, weight_decay: float, optimizer: str, batch: int
+    task: ClassificationTask | TokenStreamTask,
+    cal: Calibration,
+    weight_decay: float,
+    optimizer: str,
+    batch: int,
+    decay_on: str = "all",
 ) -> ReducedParams:
     D = task.D if isinstance(task, ClassificationTask) else 1
     return ReducedParams(
@@ -128,6 +133,7 @@ def _params(
         iw_speed=cal.iw_speed,
         kappa=cal.kappa,
         weight_decay=weight_decay / cal.time_scale,
+        decay_on=decay_on,
         optimizer="adam" if optimizer == "adam" else "gd",
         batch=batch,
     )
@@ -148,7 +154,8 @@ def predict_many(
     steps: int,
     optimizer: str = "adam",
     batch_size: int = 64,
-    weight_decay: float = 0.0,
+    weight_decay: float | list[float] = 0.0,
+    decay_on: str = "all",
     calibration: Calibration | None = None,
     closed_form: bool = True,
     n_times: int = 60,
@@ -162,8 +169,11 @@ def predict_many(
         steps: training steps (the horizon).
         optimizer: ``adam`` (Adam's normalised flow) or ``sgd`` (gradient flow; momentum is not modelled).
         batch_size: sequences per step (Adam's noise floor).
-        weight_decay: the optimiser's decoupled weight decay, as AdamW's: the weights shrink by lr x weight_decay
-            per step. A step is lr x tau of flow time, so the flow's decay rate is weight_decay / tau, whatever lr.
+        weight_decay: the optimiser's decoupled weight decay (one, or one per task), as AdamW's: the weights
+            shrink by lr x weight_decay per step. A step is lr x tau of flow time, so the flow's decay rate is
+            weight_decay / tau, whatever lr.
+        decay_on: ``all`` or ``attention`` (only the circuit decays; the in-weights logits do not), as the toy's
+            :class:`toy_models.train.TrainConfig`.
         calibration: the constants (default: the packaged calibration file).
         closed_form: also give the closed-form transition step (classification only).
         n_times: output times on a geometric grid up to the horizon.
@@ -181,13 +191,16 @@ def predict_many(
     if len(lrs) != len(tasks):
         raise ValueError(f"lr has {len(lrs)} values for {len(tasks)} tasks: give one, or one per task")
     lrs = [check_real("lr", v, 0.0, 10.0, low_open=True) for v in lrs]
-    check_real("weight_decay", weight_decay, 0.0, 10.0)
+    wds = [weight_decay] * len(tasks) if np.isscalar(weight_decay) else list(weight_decay)
+    if len(wds) != len(tasks):
+        raise ValueError(f"weight_decay has {len(wds)} values for {len(tasks)} tasks: give one, or one per task")
+    wds = [check_real("weight_decay", v, 0.0, 10.0) for v in wds]
     check_int("n_times", n_times, 4)
     horizons = [cal.time_scale * v * steps for v in lrs]
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer = {optimizer!r} is not allowed: optimizer must be one of adam, sgd")
     check_int("batch_size", batch_size, 1)
-    params = [_params(t, cal, weight_decay, optimizer, batch_size) for t in tasks]
+    params = [_params(t, cal, wd, optimizer, batch_size, decay_on) for t, wd in zip(tasks, wds, strict=True)]
     cells = []
     for task, prm, h in zip(tasks, params, horizons, strict=True):
         t = np.concatenate([[0.0], np.geomspace(h * 1e-4, h, n_times - 1)])
@@ -226,7 +239,8 @@ def predict_many(
                     "steps": steps,
                     "optimizer": optimizer,
                     "batch_size": batch_size,
-                    "weight_decay": weight_decay,
+                    "weight_decay": wds[i],
+                    "decay_on": decay_on,
                     "calibration": asdict(cal) | {"residuals": len(cal.residuals)},
                 },
             }
@@ -295,9 +309,9 @@ def _typed(template: Any, value: Any) -> Any:
     return round(float(value)) if isinstance(template, int) and not isinstance(template, bool) else float(value)
 
 
-def _read_run(run_dir: Path) -> list[tuple[Any, float, float | None, str, int, int]]:
-    """(task, lr, transition step or None, optimizer, batch, steps trained) of every model of a ``zipfhead train``
-    run."""
+def _read_run(run_dir: Path) -> list[tuple]:
+    """(task, lr, transition step or None, optimizer, batch, steps trained, weight_decay, decay_on) of every model
+    of a ``zipfhead train`` run."""
     from theory.distributions import config_from_dict
 
     cfg_path, sum_path = run_dir / "config.json", run_dir / "summary.json"
@@ -317,7 +331,8 @@ def _read_run(run_dir: Path) -> list[tuple[Any, float, float | None, str, int, i
         # a transition counts only if the run ended with the circuit formed: a run stopped mid-rise would place
         # its half-way point on the plateau's onset instead
         formed = m["final"].get(headline, 0.0) >= icl_threshold(task)
-        out.append((task, float(m["lr"]), m["transition_step"] if formed else None, opt, batch, steps))
+        decay = (float(train.get("weight_decay", 0.0)), str(train.get("decay_on", "all")))
+        out.append((task, float(m["lr"]), m["transition_step"] if formed else None, opt, batch, steps, *decay))
     return out
 
 
@@ -352,14 +367,16 @@ def calibrate(
 
 
 def calibrate_rows(
-    rows: list[tuple[Any, float, float | None, str, int, int]],
+    rows: list[tuple],
     *,
     kappas: np.ndarray | None = None,
     iw_speeds: np.ndarray | None = None,
     source: str = "",
 ) -> Calibration:
     """:func:`calibrate` on toys given as rows (task, lr, transition step or None, optimizer, batch, steps
-    trained); a transition step counts only for toys that ended with the circuit formed."""
+    trained[, weight_decay, decay_on]); a transition step counts only for toys that ended with the circuit formed.
+    The flow's decay rate weight_decay / tau uses the packaged tau (tau is fitted after the integration, which
+    must not depend on it; with decay it does, weakly, and the packaged value is the best guess at hand)."""
     made = np.array([r[2] is not None and r[2] > 0 for r in rows])
     if not made.any():
         raise ValueError("no model in these runs made a transition: nothing to calibrate on")
@@ -373,15 +390,22 @@ def calibrate_rows(
         kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
     kappas = np.geomspace(0.5, 16.0, 6) if kappas is None else np.asarray(kappas, dtype=np.float64)
     iw_speeds = np.geomspace(1.0, 3000.0, 8) if iw_speeds is None else np.asarray(iw_speeds, dtype=np.float64)
-    # flow-time horizon: 100 x the largest lr x step product (time_scale is expected within [0.01, 100])
-    horizon = 100.0 * float(np.max(lrs * trained))
+    # flow-time horizon: a multiple of the largest lr x step product, the largest time_scale we allow. Adam's
+    # normalised flow moves each strength at most lr per step, so its time_scale is O(1) (fitted: 1.3): 10 covers
+    # it. Plain SGD's can be far from 1 (momentum 0.9 alone gives 10): 100. The cost of the stiff in-weights
+    # channel grows with the horizon (100 costs 5x the time of 10 on the demo's calibration cells).
+    factor = 10.0 if all(str(r[3]) == "adam" for r in rows) else 100.0
+    horizon = factor * float(np.max(lrs * trained))
     t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-6, horizon, 15)])
     cells, keys = [], []
     for kappa in kappas:
         for rho in iw_speeds:
             for task, row in zip(tasks, rows, strict=True):
-                cal = Calibration(kappa=float(kappa), iw_speed=float(rho), init=base.init)
-                cells.append((_cases(task), _params(task, cal, 0.0, row[3], row[4]), t_out))
+                cal = Calibration(
+                    time_scale=base.time_scale, kappa=float(kappa), iw_speed=float(rho), init=base.init
+                )  # time_scale only sets the decay rate here (see above)
+                decay = (row[6], row[7] if len(row) > 7 else "all") if len(row) > 6 else (0.0, "all")
+                cells.append((_cases(task), _params(task, cal, decay[0], row[3], row[4], decay[1]), t_out))
                 keys.append((float(kappa), float(rho)))
     trajs = integrate_grid(cells, rtol=1e-4, with_loss=False)
     flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(

@@ -306,6 +306,9 @@ def token_cases(task: TokenStreamTask) -> Cases:
 
 
 # --------------------------------------------------------------------------------------------------- parameters
+DECAY_ON = ("all", "attention")
+
+
 @dataclass(frozen=True)
 class ReducedParams:
     """What the reduced model needs beyond the data: capacity, regularisation and the initial state.
@@ -314,6 +317,8 @@ class ReducedParams:
         D: item dimension of the toy (its in-weights capacity is kappa D L classes' worth of logit norm).
         kappa: capacity constant (1 from the second-order derivation; calibrated in :mod:`theory.predict`).
         weight_decay: lambda of the flow's -lambda theta term (per unit of flow time), >= 0.
+        decay_on: which strengths decay: ``all`` (a, b, c and the in-weights logits), or ``attention`` (the
+            circuit's a, b, c only: the in-context path, as a toy trained with ``decay_on='attention'``).
         init: initial previous-token and match strengths a(0) = b(0) (small: random init); c(0) = w(0) = 0.
             init = 0 is the one-layer counterpart: without a previous-token step a = b = 0 stays a fixed point.
         iw_speed: rho, the in-weights channel's clock relative to the induction channel's (a preconditioner on
@@ -324,6 +329,7 @@ class ReducedParams:
     D: int = 16
     kappa: float = 1.0
     weight_decay: float = 0.0
+    decay_on: str = "all"
     init: float = 0.05
     iw_speed: float = 1.0
     optimizer: str = "gd"
@@ -333,11 +339,17 @@ class ReducedParams:
         check_int("D", self.D, 1)
         check_real("kappa", self.kappa, 0.0, 1e6, low_open=True)
         check_real("weight_decay", self.weight_decay, 0.0, 1e3)
+        if self.decay_on not in DECAY_ON:
+            raise ValueError(f"decay_on = {self.decay_on!r} is not allowed: decay_on must be one of all, attention")
         check_real("init", self.init, 0.0, 10.0)
         check_real("iw_speed", self.iw_speed, 0.0, 1e6, low_open=True)
         if self.optimizer not in ("gd", "adam"):
             raise ValueError(f"optimizer = {self.optimizer!r} is not allowed: optimizer must be one of gd, adam")
         check_int("batch", self.batch, 1)
+
+    def decay_rates(self) -> tuple[float, float]:
+        """(lambda on the circuit's a, b, c; lambda on the in-weights logits), per unit of flow time."""
+        return self.weight_decay, self.weight_decay if self.decay_on == "all" else 0.0
 
 
 @dataclass(frozen=True)
@@ -366,7 +378,7 @@ class Trajectory:
 
 @nb.njit(cache=True, fastmath=True)
 def _rhs(y, cases, bin_size, s, iw_rate, inv_cap, rho, wd, out):
-    """d(state)/dt into out[:3 + G]; out[3 + G : 3 + 2G] is scratch."""
+    """d(state)/dt into out[:3 + G]; out[3 + G : 3 + 2G] is scratch. wd = (decay of a, b, c; decay of the w's)."""
     G = bin_size.shape[0]
     a, b, c = y[0], y[1], y[2]
     ga = gb = gc = 0.0
@@ -399,14 +411,14 @@ def _rhs(y, cases, bin_size, s, iw_rate, inv_cap, rho, wd, out):
     for g in range(G):
         S += bin_size[g] * y[3 + g] ** 2 / iw_rate
     half = 0.5 * inv_cap * S
-    out[0] = -(ga + half * qa) - wd * a
-    out[1] = -(gb + half * qb) - wd * b
-    out[2] = -(gc + half * qc) - wd * c
+    out[0] = -(ga + half * qa) - wd[0] * a
+    out[1] = -(gb + half * qb) - wd[0] * b
+    out[2] = -(gc + half * qc) - wd[0] * c
     for g in range(G):
         wg = y[3 + g]
         if bin_size[g] > 0:
             per_class = (out[3 + g] + half * qw[g]) / bin_size[g]
-            out[3 + g] = rho * (-iw_rate * per_class - inv_cap * Q * wg) - wd * wg
+            out[3 + g] = rho * (-iw_rate * per_class - inv_cap * Q * wg) - wd[1] * wg
         else:
             out[3 + g] = 0.0
 
@@ -442,6 +454,9 @@ def _record(y, cases, icl, iwl, s, with_loss, out_row):
     out_row[5] = y[2]
 
 
+_NO_DECAY = np.zeros(2)  # a compile-time constant inside the kernels
+
+
 @nb.njit(cache=True, fastmath=True)
 def _drift(y, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, out):
     """The model's flow: :func:`_rhs` (gradient flow) when noise2 == 0, else Adam's normalised flow with noise
@@ -449,14 +464,14 @@ def _drift(y, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, out)
     if noise2 == 0.0:
         _rhs(y, cases, bin_size, s, iw_rate, inv_cap, rho, wd, out)
         return
-    _rhs(y, cases, bin_size, s, iw_rate, inv_cap, 1.0, 0.0, out)
+    _rhs(y, cases, bin_size, s, iw_rate, inv_cap, 1.0, _NO_DECAY, out)
     for p in range(3):
         d = out[p]
-        out[p] = d / math.sqrt(d * d + noise2) - wd * y[p]  # noise2 > 0 here
+        out[p] = d / math.sqrt(d * d + noise2) - wd[0] * y[p]  # noise2 > 0 here
     for g in range(bin_size.shape[0]):
         d = out[3 + g]
         floor = d * d + noise2 * bin_p[g]
-        out[3 + g] = (rho * d / math.sqrt(floor) if floor > 0.0 else 0.0) - wd * y[3 + g]
+        out[3 + g] = (rho * d / math.sqrt(floor) if floor > 0.0 else 0.0) - wd[1] * y[3 + g]
 
 
 @nb.njit(cache=True, fastmath=True)
@@ -643,7 +658,7 @@ def _pack(items: list[tuple[Cases, ReducedParams, np.ndarray]]):
     iw_rate = np.zeros(n)
     inv_cap = np.zeros(n)
     rho = np.zeros(n)
-    wd = np.zeros(n)
+    wd = np.zeros((n, 2))
     t_out = np.zeros((n, E))
     for i, (cs, prm, t) in enumerate(items):
         if t.shape != (E,):
@@ -661,7 +676,7 @@ def _pack(items: list[tuple[Cases, ReducedParams, np.ndarray]]):
         iw_rate[i] = cs.iw_rate
         inv_cap[i] = 1.0 / (prm.kappa * prm.D * cs.L)
         rho[i] = prm.iw_speed
-        wd[i] = prm.weight_decay
+        wd[i] = prm.decay_rates()
         t_out[i] = t
     return y0, cases, icl, iwl, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, t_out
 

@@ -39,6 +39,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         "lr": 3e-3 if args.lr is None else args.lr,
         "steps": 2000 if args.steps is None else args.steps,
         "weight_decay": 0.0 if args.weight_decay is None else args.weight_decay,
+        "decay_on": "all" if args.decay_on is None else args.decay_on,
         "optimizer": "adam" if args.optimizer is None else args.optimizer,
         "batch_size": 64 if args.batch_size is None else args.batch_size,
         "calibration": cal,
