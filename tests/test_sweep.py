@@ -135,6 +135,8 @@ def test_shards_merge_into_the_unsharded_result(monkeypatch, tmp_path):
         ({"axes": {}}, [], "empty grid"),
         ({"bogus": 1}, [], "unknown keys"),
         ({}, ["--shard", "2/2"], "--shard"),
+        ({"axes": {"K": [32], "weight_decay": [0.0, -1.0]}}, [], "weight_decay = -1.0"),
+        ({"axes": {"K": [32], "lr": [0.0]}}, [], "lr = 0.0"),
     ],
 )
 def test_bad_grids_and_shards_give_one_line_errors(tmp_path, capsys, extra, args, match):
@@ -157,6 +159,14 @@ def test_a_directory_of_another_config_is_refused_unless_overwrite(tmp_path, cap
     (tmp_path / "junk" / "file").write_text("x")
     assert main(["sweep", "--grid", str(other), "--out", str(tmp_path / "junk"), "--no-progress"]) == 2
     assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_weight_decay_axis_gives_each_cell_its_decay():
+    cfg = sw.preset("transience")
+    assert "weight_decay" in cfg.axis_names and cfg.train.decay_on == "attention"
+    run = cfg.group_run(list(range(len(cfg.cells()))))
+    want = [c["weight_decay"] for c in cfg.cells() for _ in cfg.seeds]
+    assert run.model_weight_decays == want and len(set(want)) > 1
 
 
 def test_presets_are_valid_and_the_default_is_large_enough():

@@ -194,3 +194,51 @@ def test_grouped_vmap_widths_equal_plain_vmap():
         np.testing.assert_allclose(w_q, out[4][1], atol=VMAP_ATOL, err_msg=f"width {w}")
     chosen = eng.choose(state, data, probe=True)
     assert chosen in eng.widths(4) and eng.choose(state, data, probe=False) == chosen
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("decay_on", ["all", "attention"])
+def test_weight_decay_shrinks_the_chosen_weights_by_lr_times_decay(optimizer, decay_on):
+    """With zero gradients, decoupled decay multiplies each decayed weight by (1 - lr x weight_decay) per step
+    (AdamW's convention, and SGD's without momentum: with it the decay term joins the velocity, as in PyTorch);
+    ``decay_on='attention'`` leaves the embedding and unembedding alone."""
+    from toy_models.model import init_params
+    from toy_models.train import make_optimizer
+
+    lr, wd, n = 0.01, 0.5, 7
+    tcfg = TrainConfig(optimizer=optimizer, lr=lr, weight_decay=wd, decay_on=decay_on, momentum=0.0)
+    params = init_params(MODEL, jax.random.PRNGKey(0))
+    opt = make_optimizer(tcfg, lr)
+    state = opt.init(params)
+    zero = jax.tree_util.tree_map(np.zeros_like, params)
+    p = params
+    for _ in range(n):
+        updates, state = opt.update(zero, state, p)
+        p = jax.tree_util.tree_map(lambda a, u: a + u, p, updates)
+    shrink = (1 - lr * wd) ** n
+    # float32 arithmetic over 7 steps: 1e-6 relative
+    for k in ("W_Q", "W_K", "W_V", "W_O"):
+        np.testing.assert_allclose(p["blocks"][1]["attn"][k], shrink * params["blocks"][1]["attn"][k], rtol=1e-5)
+    expect_embed = shrink if decay_on == "all" else 1.0
+    np.testing.assert_allclose(p["unembed"]["W_U"], expect_embed * params["unembed"]["W_U"], rtol=1e-5)
+    np.testing.assert_allclose(p["embed"]["W_E"], expect_embed * params["embed"]["W_E"], rtol=1e-5)
+
+
+def test_per_cell_weight_decays_equal_separate_runs():
+    """``weight_decays`` (one per cell, as a sweep's weight_decay axis) gives each model what a run with that
+    ``train.weight_decay`` gives alone, in the same compiled batch."""
+    import dataclasses
+
+    wds = (0.0, 2.0)
+    batch = train(RunConfig(task=TASK, model=MODEL, train=TRAIN, tasks=(TASK, TASK), weight_decays=wds), progress=False)
+    for m, wd in enumerate(wds):
+        alone = train(run_of([0], tcfg=dataclasses.replace(TRAIN, weight_decay=wd)), progress=False)
+        for k in ("W_Q", "W_O"):
+            got = np.asarray(batch.state["params"]["blocks"][0]["attn"][k][m])
+            want = np.asarray(alone.state["params"]["blocks"][0]["attn"][k][0])
+            np.testing.assert_allclose(got, want, atol=VMAP_ATOL)
+    # and the decay did act: the decayed model's weights differ from the undecayed one's by more than the tolerance
+    w = np.asarray(batch.state["params"]["blocks"][0]["attn"]["W_Q"])
+    assert np.abs(w[0] - w[1]).max() > 10 * VMAP_ATOL
+    with pytest.raises(ValueError, match="weight_decays has 1 values for 2 tasks"):
+        RunConfig(task=TASK, model=MODEL, train=TRAIN, tasks=(TASK, TASK), weight_decays=(0.1,))

@@ -67,7 +67,7 @@ def _setup(run: RunConfig, steps: int):
     streams = run.streams()
     means = [s.means() for s in streams]
     keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
-    state = eng.init(keys, jnp.asarray(run.model_lrs, jnp.float32))
+    state = eng.init(keys, jnp.asarray(run.model_lrs, jnp.float32), jnp.asarray(run.model_weight_decays, jnp.float32))
     data = _to_device_data(
         [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
     )

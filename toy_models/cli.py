@@ -217,7 +217,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     _flag(g, "lr", float, "learning rate [3e-3]")
     g.add_argument("--lrs", type=float, nargs="+", default=None, help="several learning rates: one model per lr x seed")
     _flag(g, "momentum", float, "sgd momentum [0.9]")
-    _flag(g, "weight_decay", float, "decoupled weight decay [0]")
+    _flag(g, "weight_decay", float, "decoupled weight decay, AdamW's (per step: lr x weight_decay) [0]")
+    _flag(g, "decay_on", str, "which weights decay: all, or attention (the in-context path only) [all]")
     _flag(g, "warmup_steps", int, "linear warm-up steps [0]")
     _flag(g, "batch_size", int, "sequences per step [64]")
     _flag(g, "steps", int, "training steps [2000]")
@@ -261,6 +262,7 @@ def run_config_from_args(args: argparse.Namespace):
             "lr",
             "momentum",
             "weight_decay",
+            "decay_on",
             "warmup_steps",
             "batch_size",
             "steps",

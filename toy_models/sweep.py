@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from theory._validate import check_real
 from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
 from theory.predict import IWL_THRESHOLD, calibrate_rows, icl_threshold, predict_many
 from toy_models.model import ModelConfig
@@ -43,7 +44,7 @@ from toy_models.train import RunConfig, TrainConfig, _atomic_write, _shape_signa
 
 __all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
 
-TRAIN_AXES = ("lr",)
+TRAIN_AXES = ("lr", "weight_decay")
 MAX_MODELS_PER_GROUP = 64
 
 
@@ -55,7 +56,7 @@ class SweepConfig:
         name: a label (presets use their own name).
         task: the base distribution; each cell replaces the axes' parameters.
         model: the toy (shared by every cell of a group; shapes follow the task).
-        train: the optimiser and schedule (``lr`` may be an axis).
+        train: the optimiser and schedule (``lr`` and ``weight_decay`` may be axes).
         axes: ((parameter name, values), ...): the grid, first axis outermost.
         seeds: seeds per cell.
         calibration: which cells calibrate the theory: ``random25`` (a seeded 25% of the cells, the default: it
@@ -85,8 +86,10 @@ class SweepConfig:
             raise ValueError(f"calibration = {self.calibration!r} is not allowed: one of corners, random25")
         if not self.seeds:
             raise ValueError("seeds = () is empty: give at least one seed")
-        for cell in self.cells():
-            self.cell_task(cell)  # every cell must be a valid distribution: fail before training anything
+        for cell in self.cells():  # every cell must be valid: fail before training anything
+            self.cell_task(cell)
+            check_real("lr", self.cell_lr(cell), 0.0, 1e3, low_open=True)
+            check_real("weight_decay", self.cell_weight_decay(cell), 0.0, 10.0)
 
     @property
     def axis_names(self) -> list[str]:
@@ -107,7 +110,12 @@ class SweepConfig:
         return type(self.task)(**fields)
 
     def cell_lr(self, cell: dict[str, float]) -> float:
+        """The learning rate of one cell."""
         return float(cell.get("lr", self.train.lr))
+
+    def cell_weight_decay(self, cell: dict[str, float]) -> float:
+        """The weight decay of one cell."""
+        return float(cell.get("weight_decay", self.train.weight_decay))
 
     def calibration_cells(self) -> list[int]:
         """Indices of the cells that calibrate the theory (documented choice: corners, or a seeded 25%)."""
@@ -137,13 +145,16 @@ class SweepConfig:
         all_cells = self.cells()
         tasks = tuple(self.cell_task(all_cells[i]) for i in cells)
         lrs = tuple(self.cell_lr(all_cells[i]) for i in cells) if "lr" in self.axis_names else ()
+        wds = tuple(self.cell_weight_decay(all_cells[i]) for i in cells) if "weight_decay" in self.axis_names else ()
         from toy_models.tasks import ClassificationStream, TokenStream
 
         stream = (ClassificationStream if isinstance(tasks[0], ClassificationTask) else TokenStream)(tasks[0], 0)
         model = dataclasses.replace(
             self.model, n_ctx=stream.n_ctx, d_vocab=stream.d_vocab, d_vocab_out=stream.d_vocab_out
         )
-        return RunConfig(task=tasks[0], model=model, train=self.train, seeds=self.seeds, tasks=tasks, lrs=lrs)
+        return RunConfig(
+            task=tasks[0], model=model, train=self.train, seeds=self.seeds, tasks=tasks, lrs=lrs, weight_decays=wds
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,11 +206,11 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     * ``tokens``: alpha x V on trigger token streams (uniform triggers). Measured here (fast scale, 3000 steps): an
       induction head forms earlier for a more skewed background (alpha = 2: ~160-310 steps) and for the smaller
       vocabulary; with a uniform background (alpha = 0), or alpha = 1 at V = 32, none forms within 3000 steps.
-    * ``transience``: long training with weight decay near the boundary (K x weight-decay-free p_B). Expected
-      (Singh et al. 2023): in-context accuracy rises, then fades as memorisation takes over. Measured here (fast
-      scale, 8000 steps, weight decay 1e-3): no fade yet; in-context learning forms at K >= 512 (and late,
-      2000-4000 steps, at K = 256 with p_B = 1) and stays, in-weights learning at K = 128: the fast scale is too
-      short or too weakly regularised to show transience.
+    * ``transience``: K x weight decay on the in-context path only (``decay_on='attention'``, Nguyen & Reddy
+      2025), D = 32, p_B = 0.75, 10000 steps. Expected (Singh et al. 2023; Nguyen & Reddy 2025): without decay an
+      induction head that forms stays; with decay on the attention weights, in-context accuracy rises and then
+      fades as memorisation (the undecayed direct path) covers the training classes; at small K memorisation
+      wins before the head forms, at large K it never catches up. MEASURED_TRANSIENCE
     """
     full = scale == "full"
     if scale not in ("fast", "full"):
@@ -232,10 +243,11 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
         Vs = (16, 32) if not full else (16, 32, 64, 128)
         return SweepConfig("tokens", task, model, tt, (("alpha", alphas), ("V", Vs)), seeds)
     if name == "transience":
-        tt = dataclasses.replace(train, steps=8000 if not full else 50000, weight_decay=1e-3)
-        Ks = (128, 256, 512) if not full else (64, 128, 256, 512, 1024)
-        pBs = (0.9, 1.0)
-        return SweepConfig("transience", base, _cls_model(), tt, (("K", Ks), ("p_B", pBs)), seeds)
+        task = dataclasses.replace(base, D=32, p_B=0.75)
+        tt = dataclasses.replace(train, steps=10000 if not full else 50000, decay_on="attention")
+        Ks = (384, 512, 768) if not full else (256, 384, 512, 768, 1024, 2048)
+        wds = (0.0, 0.6) if not full else (0.0, 0.3, 0.6, 1.0)
+        return SweepConfig("transience", task, _cls_model(), tt, (("K", Ks), ("weight_decay", wds)), seeds)
     raise ValueError(f"preset = {name!r} is not allowed: one of {', '.join(PRESETS)}")
 
 
@@ -294,6 +306,10 @@ def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
         shutil.rmtree(out)
     if path.exists():
         old = json.loads(path.read_text())
+        try:  # through the dataclass, so that a field added later with its default still matches
+            old = json.loads(json.dumps(SweepConfig.from_dict(old).to_dict()))
+        except (KeyError, TypeError, ValueError):
+            pass
         if old != json.loads(json.dumps(cfg.to_dict())):
             raise ValueError(f"{out} holds a sweep with a different config: use another --out, or --overwrite")
     elif out.exists() and any(out.iterdir()):
@@ -472,6 +488,7 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
     iwl_name = "iwl_acc" if "iwl_acc" in measures else None
     tasks = [cfg.cell_task(c) for c in cells]
     lrs = [cfg.cell_lr(c) for c in cells]
+    wds = [cfg.cell_weight_decay(c) for c in cells]
     measured = np.full((C, S), np.nan)
     phases = [["neither"] * S for _ in range(C)]
     finals = np.zeros((C, S, 2))
@@ -492,7 +509,8 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
     for c in calib:
         for s in range(S):
             tr = None if math.isnan(measured[c, s]) else measured[c, s]
-            rows.append((tasks[c], lrs[c], tr, cfg.train.optimizer, cfg.train.batch_size, cfg.train.steps))
+            t = cfg.train
+            rows.append((tasks[c], lrs[c], tr, t.optimizer, t.batch_size, t.steps, wds[c], t.decay_on))
     try:
         cal = calibrate_rows(rows, source=f"{out}: cells {calib}")
         cal_note = "fitted on the calibration cells"
@@ -507,7 +525,8 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
         steps=cfg.train.steps,
         optimizer=cfg.train.optimizer,
         batch_size=cfg.train.batch_size,
-        weight_decay=cfg.train.weight_decay,
+        weight_decay=wds,
+        decay_on=cfg.train.decay_on,
         calibration=cal,
     )
     held = [c for c in range(C) if c not in calib]

@@ -42,6 +42,7 @@ from toy_models.tasks import ClassificationStream, TokenStream, classification_i
 __all__ = ["RunConfig", "TrainConfig", "train"]
 
 OPTIMIZERS = ("adam", "sgd")
+DECAY_ON = ("all", "attention")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,10 @@ class TrainConfig:
         optimizer: ``adam`` (AdamW when weight_decay > 0) or ``sgd`` (with momentum).
         lr: learning rate (a run may give each model its own, see :class:`RunConfig`).
         momentum: SGD momentum.
-        weight_decay: decoupled weight decay.
+        weight_decay: decoupled weight decay (per step the weights shrink by lr x weight_decay, as in AdamW).
+        decay_on: which weights decay: ``all``, or ``attention`` (the heads' Q, K, V, O weights and biases only:
+            the in-context path, leaving the embedding-unembedding path that memorises free, as in Nguyen &
+            Reddy 2025, where decay on the in-context path makes in-context learning transient).
         warmup_steps: linear warm-up of the learning rate over this many steps (0: none).
         batch_size: sequences per step.
         steps: training steps.
@@ -65,6 +69,7 @@ class TrainConfig:
     lr: float = 3e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    decay_on: str = "all"
     warmup_steps: int = 0
     batch_size: int = 64
     steps: int = 2000
@@ -78,6 +83,7 @@ class TrainConfig:
         set_(self, "lr", check_real("lr", self.lr, 0.0, 1e3, low_open=True))
         set_(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0))
         set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0, 10.0))
+        set_(self, "decay_on", check_choice("decay_on", self.decay_on, DECAY_ON))
         set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, 0, 10**9))
         set_(self, "batch_size", check_int("batch_size", self.batch_size, 1, 1 << 20))
         set_(self, "steps", check_int("steps", self.steps, 1, 10**9))
@@ -105,7 +111,8 @@ class RunConfig:
 
     With ``tasks`` (a sweep's cells: distributions that share ``task``'s shapes and kind) the run trains one model
     per (cell, seed), cells outermost: model m has task tasks[m // S] and seed seeds[m % S]; ``lrs`` is then
-    empty or holds one learning rate per cell. ``task`` stays the template that fixes the shapes.
+    empty or holds one learning rate per cell, and ``weight_decays`` likewise (empty: ``train.weight_decay``).
+    ``task`` stays the template that fixes the shapes.
     """
 
     task: ClassificationTask | TokenStreamTask
@@ -114,6 +121,7 @@ class RunConfig:
     seeds: tuple[int, ...] = (0,)
     lrs: tuple[float, ...] = ()
     tasks: tuple[ClassificationTask | TokenStreamTask, ...] = ()
+    weight_decays: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -122,6 +130,13 @@ class RunConfig:
             check_int("seed", s, 0, 2**63 - 1)
         for lr in self.lrs:
             check_real("lr", lr, 0.0, 1e3, low_open=True)
+        for wd in self.weight_decays:
+            check_real("weight_decay", wd, 0.0, 10.0)
+        if self.weight_decays and len(self.weight_decays) != len(self.tasks):
+            raise ValueError(
+                f"weight_decays has {len(self.weight_decays)} values for {len(self.tasks)} tasks: give none or one "
+                "per task"
+            )
         if self.tasks:
             if self.lrs and len(self.lrs) != len(self.tasks):
                 raise ValueError(
@@ -154,6 +169,12 @@ class RunConfig:
         return [lr for lr in lrs for _ in self.seeds]
 
     @property
+    def model_weight_decays(self) -> list[float]:
+        """Weight decay of each model."""
+        wds = self.weight_decays or (self.train.weight_decay,) * max(1, len(self.tasks) or len(self.lrs))
+        return [wd for wd in wds for _ in self.seeds]
+
+    @property
     def model_seeds(self) -> list[int]:
         """Seed of each model."""
         return list(self.seeds) * max(1, len(self.tasks) or len(self.lrs))
@@ -179,6 +200,7 @@ class RunConfig:
             "seeds": list(self.seeds),
             "lrs": list(self.lrs),
             "tasks": [t.to_dict() for t in self.tasks],
+            "weight_decays": list(self.weight_decays),
         }
 
     @classmethod
@@ -191,20 +213,49 @@ class RunConfig:
             seeds=tuple(d["seeds"]),
             lrs=tuple(d["lrs"]),
             tasks=tuple(config_from_dict(t) for t in d.get("tasks", ())),  # type: ignore[misc]
+            weight_decays=tuple(d.get("weight_decays", ())),
         )
 
 
 # --- optimiser -----------------------------------------------------------------------------------------------
-def _sgdw(learning_rate, momentum, weight_decay):
-    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=momentum))
+def _attention_mask(params: Any) -> Any:
+    """True on the attention weights (every leaf under ``blocks[i]["attn"]``), False elsewhere."""
+
+    def fill(tree: Any, value: bool) -> Any:
+        return jax.tree_util.tree_map(lambda _: value, tree)
+
+    return {
+        k: [{n: fill(b, n == "attn") for n, b in blk.items()} for blk in v] if k == "blocks" else fill(v, False)
+        for k, v in params.items()
+    }
 
 
-def make_optimizer(tcfg: TrainConfig, lr: float | jnp.ndarray) -> optax.GradientTransformation:
-    """The optimiser with its learning rate injected as state (so it may differ across vmapped models)."""
+def _adamw(mask: Callable | None) -> Callable:
+    def factory(learning_rate, weight_decay):
+        return optax.adamw(learning_rate, weight_decay=weight_decay, mask=mask)
+
+    return factory
+
+
+def _sgdw(mask: Callable | None) -> Callable:
+    def factory(learning_rate, momentum, weight_decay):
+        decay = optax.add_decayed_weights(weight_decay, mask)
+        return optax.chain(decay, optax.sgd(learning_rate, momentum=momentum))
+
+    return factory
+
+
+def make_optimizer(
+    tcfg: TrainConfig, lr: float | jnp.ndarray, weight_decay: float | jnp.ndarray | None = None
+) -> optax.GradientTransformation:
+    """The optimiser with its learning rate and weight decay injected as state (so they may differ across vmapped
+    models); ``weight_decay`` None means ``tcfg.weight_decay``."""
+    mask = _attention_mask if tcfg.decay_on == "attention" else None
+    wd = tcfg.weight_decay if weight_decay is None else weight_decay
     if tcfg.optimizer == "adam":
-        base = optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=tcfg.weight_decay)
+        base = optax.inject_hyperparams(_adamw(mask))(learning_rate=lr, weight_decay=wd)
     else:
-        base = optax.inject_hyperparams(_sgdw)(learning_rate=lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay)
+        base = optax.inject_hyperparams(_sgdw(mask))(learning_rate=lr, momentum=tcfg.momentum, weight_decay=wd)
     if tcfg.warmup_steps:
         warm = tcfg.warmup_steps
         return optax.chain(base, optax.scale_by_schedule(lambda n: jnp.minimum(1.0, (n + 1) / warm)))
@@ -241,9 +292,9 @@ class Engine:
         loss_fn = _loss_fn(cfg, run.kind, L)
         update = make_optimizer(tcfg, 0.0).update  # reads each model's lr from its own state
 
-        def init_one(key, lr):
+        def init_one(key, lr, wd):
             params = init_params(cfg, key)
-            return {"params": params, "opt_state": make_optimizer(tcfg, lr).init(params), "diverged": False}
+            return {"params": params, "opt_state": make_optimizer(tcfg, lr, wd).init(params), "diverged": False}
 
         def step_one(state, batch):
             loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
@@ -412,7 +463,9 @@ def _shape_signature(task: ClassificationTask | TokenStreamTask) -> tuple[int, .
 def _engine(run: RunConfig) -> Engine:
     """One Engine (and so one compilation) per distinct shape-and-optimiser signature, reused across runs."""
     task_shape = _shape_signature(run.task)
-    tcfg = dataclasses.replace(run.train, lr=1.0, steps=1, eval_every=run.train.dense_factor)  # irrelevant to code
+    tcfg = dataclasses.replace(  # lr and weight decay live in each model's state; the schedule is not code
+        run.train, lr=1.0, weight_decay=0.0, steps=1, eval_every=run.train.dense_factor
+    )
     key = (run.kind, task_shape, run.model, tcfg)
     if key not in _ENGINES:
         _ENGINES[key] = Engine(run)
@@ -527,7 +580,11 @@ def train(
     on_models, on_scan = _sharders(M)
     eval_data = on_models(eval_data)
     keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
-    state = engine.init(keys, jnp.asarray(run.model_lrs, dtype=jnp.float32))
+    state = engine.init(
+        keys,
+        jnp.asarray(run.model_lrs, dtype=jnp.float32),
+        jnp.asarray(run.model_weight_decays, dtype=jnp.float32),
+    )
     step = 0
     history: dict[str, Any] = {"steps": [], "curves": {}, "train_loss": []}
     out = Path(out_dir) if out_dir is not None else None
@@ -536,7 +593,11 @@ def train(
         if resume:
             loaded = load_checkpoint(out, state)
             if loaded is not None:
-                if loaded[3] != run.to_dict():
+                try:  # through the dataclass, so that a field added later with its default still matches
+                    same = RunConfig.from_dict(loaded[3]).to_dict() == run.to_dict()
+                except (KeyError, TypeError, ValueError):
+                    same = False
+                if not same:
                     raise ValueError(f"{out} holds a checkpoint of a different config: use another directory")
                 state, step, history, _ = loaded
 
