@@ -50,6 +50,7 @@ from theory.reduced import (
     CASE_SYMBOLS,
     ReducedParams,
     classification_cases,
+    integrate,
     integrate_grid,
 )
 
@@ -603,6 +604,38 @@ print(
     f"{big.iwl[-1]:.3f}); K = 32: iwl reaches 0.5 at t = {iwl_small}, icl at {icl_small} (final icl "
     f"{small.icl[-1]:.3f}, iwl {small.iwl[-1]:.3f})"
 )
+
+# %% [markdown]
+# ## 9. Transience: decay on the in-context path only
+#
+# Nguyen & Reddy (2025) make in-context learning transient with L2 decay on the in-context path alone. In the
+# model that is `decay_on='attention'`: $\dot a = -\partial_a\ell - \lambda a$ (and so for $b, c$) while the
+# in-weights logits do not decay. Once memorisation covers the training data the loss no longer depends on the
+# circuit, $\partial_a\ell \to 0$, and what is left is $\dot a = -\lambda a$: the previous-token strength
+# decays as $e^{-\lambda t}$ and the in-context accuracy falls back towards chance. With the same decay on every
+# weight the memorised logits shrink too, the circuit keeps a share of the loss, and the model settles at a fixed
+# point with both: $a$ stops moving. Checked under Adam's flow at $K = 256$, $p_B = 0.9$, $\lambda = 0.01$:
+# the late-time slope of $\ln a$ is $-\lambda$ within 5% with attention-only decay and within $10^{-4}\lambda$
+# of 0 with decay on all, the in-context accuracy ends below 0.1 (from a peak above 0.8) in the first case and
+# above 0.5 in the second.
+
+# %%
+lam = 0.01
+fade_task = ClassificationTask(K=256, N=8, D=16, L=32, B=2, p_B=0.9, eps=0.1, alpha=0.0)
+t_fade = np.concatenate([[0.0], np.geomspace(1e-2, 3000.0, 400)])
+slopes, ends = {}, {}
+for on in ("attention", "all"):
+    prm = ReducedParams(D=16, init=0.1, iw_speed=3, kappa=4, weight_decay=lam, decay_on=on, optimizer="adam")
+    tr = integrate(classification_cases(fade_task), prm, t_fade)
+    late = tr.t > 0.8 * tr.t[-1]
+    slopes[on] = float(np.polyfit(tr.t[late], np.log(tr.state[late, 0]), 1)[0])
+    ends[on] = (float(tr.icl.max()), float(tr.icl[-1]), float(tr.iwl[-1]))
+    print(f"decay on {on}: late d ln a / dt = {slopes[on]:.5f} (-lambda = {-lam}); icl peak, end, iwl end = {ends[on]}")
+assert abs(slopes["attention"] / -lam - 1) < 0.05
+assert abs(slopes["all"]) < 1e-4 * lam
+assert ends["attention"][0] > 0.8 and ends["attention"][1] < 0.1 and ends["attention"][2] > 0.99
+assert ends["all"][1] > 0.5
+passed("9 transience", 4)
 
 # %% [markdown]
 # ## Summary
