@@ -210,7 +210,15 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
       2025), D = 32, p_B = 0.75, 10000 steps. Expected (Singh et al. 2023; Nguyen & Reddy 2025): without decay an
       induction head that forms stays; with decay on the attention weights, in-context accuracy rises and then
       fades as memorisation (the undecayed direct path) covers the training classes; at small K memorisation
-      wins before the head forms, at large K it never catches up. MEASURED_TRANSIENCE
+      wins before the head forms, at large K it never catches up. Measured here (fast scale, 9 minutes): at
+      K = 512 in-context learning is transient. Without decay one seed forms the head (peak 0.82 at step 1700)
+      and loses it to memorisation (0.18 at step 10000, in-weights 0.88) while the other memorises from the
+      start; with decay 0.6 both seeds form it (peaks 0.81, 0.77) and it fades to 0.46 and 0.45 as in-weights
+      accuracy climbs to 0.5. K = 384 memorises (in-context never above 0.22); K = 768 keeps its head (0.77-0.86
+      at step 10000). Decay on the attention weights does not hasten the fade in these toys: in an
+      attention-only transformer the heads carry part of the memorisation too (at K = 768 in-weights accuracy
+      reaches 0.25 with decay against 0.5 without), so the two paths are not as separate as in the reduced
+      model, where this decay erases the circuit once memorisation is done.
     """
     full = scale == "full"
     if scale not in ("fast", "full"):
