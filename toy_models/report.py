@@ -610,14 +610,12 @@ def _cell_curves(data: dict[str, Any]) -> Figure:
     last = len(data["axes"][-1][1])
     ncols = last if len(data["axes"]) >= 2 and 2 <= last <= 8 else max(1, math.ceil(math.sqrt(C)))
     nrows = math.ceil(C / ncols)
-    fig, grid = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(2.3 * ncols, 1.9 * nrows + 0.4),
-        squeeze=False,
-        sharex=True,
-        sharey=True,
-        constrained_layout=True,
+    width, height = 2.3 * ncols + 0.5, 1.9 * nrows + 0.7
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, sharex=True, sharey=True)
+    # fixed margins in inches (a constrained layout of many panels costs seconds): y label and ticks on the left,
+    # two title lines above each panel, x label and legend below
+    fig.subplots_adjust(
+        left=0.7 / width, right=1 - 0.1 / width, bottom=0.75 / height, top=1 - 0.4 / height, wspace=0.08, hspace=0.5
     )
     horizon = float(steps.max()) if steps.size else 0.0
     for c in range(nrows * ncols):
@@ -650,10 +648,10 @@ def _cell_curves(data: dict[str, Any]) -> Figure:
     handles += [Line2D([], [], color="k", lw=1.2), Line2D([], [], color="grey", ls="--", lw=0.8)]
     seeds = data["seeds"] if len(data["seeds"]) == S else list(range(S))
     labels = [f"seed {s}" for s in seeds] + ["predicted transition", "measured transition"]
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 6), fontsize=7, frameon=False)
     for ax in grid[-1]:
         ax.set_xlabel("step", fontsize=8)
-    fig.supylabel(data["headline"], fontsize=9)
+    fig.supylabel(data["headline"], fontsize=9, x=0.15 / width)
     return fig
 
 
