@@ -122,7 +122,8 @@ def _run_dir_params(run_dir: Path, model_index: int) -> tuple[Any, dict[str, np.
         from toy_models.train import Engine, load_checkpoint
 
         M = len(run.model_seeds)
-        template = jax.eval_shape(Engine(run).init, jnp.zeros((M, 2), jnp.uint32), jnp.zeros(M, jnp.float32))
+        zeros = jnp.zeros(M, jnp.float32)  # lr and weight decay: only their shapes matter here
+        template = jax.eval_shape(Engine(run).init, jnp.zeros((M, 2), jnp.uint32), zeros, zeros)
         state, *_ = load_checkpoint(run_dir, template)
         arrays = param_arrays(state["params"])
     else:
