@@ -242,3 +242,17 @@ def test_per_cell_weight_decays_equal_separate_runs():
     assert np.abs(w[0] - w[1]).max() > 10 * VMAP_ATOL
     with pytest.raises(ValueError, match="weight_decays has 1 values for 2 tasks"):
         RunConfig(task=TASK, model=MODEL, train=TRAIN, tasks=(TASK, TASK), weight_decays=(0.1,))
+
+
+def test_optimizer_state_keeps_the_layout_of_earlier_checkpoints():
+    """Without a decay mask the optimiser state has the layout that inject_hyperparams(optax.adamw) (and the
+    plain SGD chain) gave before decay_on existed, so checkpoints written then still resume."""
+    import optax
+
+    from toy_models.model import init_params
+    from toy_models.train import make_optimizer
+
+    params = init_params(MODEL, jax.random.PRNGKey(0))
+    before = optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=0.0).init(params)
+    now = make_optimizer(TrainConfig(), 1e-3).init(params)
+    assert jax.tree_util.tree_structure(before) == jax.tree_util.tree_structure(now)

@@ -231,8 +231,10 @@ def _attention_mask(params: Any) -> Any:
 
 
 def _adamw(mask: Callable | None) -> Callable:
-    def factory(learning_rate, weight_decay):
-        return optax.adamw(learning_rate, weight_decay=weight_decay, mask=mask)
+    # optax.adamw's numeric arguments, defaults included, so that the injected state keeps the layout of
+    # inject_hyperparams(optax.adamw) (checkpoints written before the mask existed still load)
+    def factory(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=1e-4):
+        return optax.adamw(learning_rate, b1, b2, eps, eps_root, weight_decay=weight_decay, mask=mask)
 
     return factory
 
