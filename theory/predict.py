@@ -397,15 +397,14 @@ def calibrate_rows(
     factor = 10.0 if all(str(r[3]) == "adam" for r in rows) else 100.0
     horizon = factor * float(np.max(lrs * trained))
     t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-6, horizon, 15)])
+    decays = [(float(r[6]) if len(r) > 6 else 0.0, str(r[7]) if len(r) > 7 else "all") for r in rows]
     cells, keys = [], []
     for kappa in kappas:
         for rho in iw_speeds:
-            for task, row in zip(tasks, rows, strict=True):
-                cal = Calibration(
-                    time_scale=base.time_scale, kappa=float(kappa), iw_speed=float(rho), init=base.init
-                )  # time_scale only sets the decay rate here (see above)
-                decay = (row[6], row[7] if len(row) > 7 else "all") if len(row) > 6 else (0.0, "all")
-                cells.append((_cases(task), _params(task, cal, decay[0], row[3], row[4], decay[1]), t_out))
+            # time_scale only sets the decay rate here (see above)
+            cal = Calibration(time_scale=base.time_scale, kappa=float(kappa), iw_speed=float(rho), init=base.init)
+            for task, row, (wd, on) in zip(tasks, rows, decays, strict=True):
+                cells.append((_cases(task), _params(task, cal, wd, row[3], row[4], on), t_out))
                 keys.append((float(kappa), float(rho)))
     trajs = integrate_grid(cells, rtol=1e-4, with_loss=False)
     flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(

@@ -292,7 +292,7 @@ class Engine:
         cfg, tcfg = run.model, run.train
         L = run.task.L if run.kind == "classification" else 0
         loss_fn = _loss_fn(cfg, run.kind, L)
-        update = make_optimizer(tcfg, 0.0).update  # reads each model's lr from its own state
+        update = make_optimizer(tcfg, 0.0).update  # reads each model's lr and weight decay from its own state
 
         def init_one(key, lr, wd):
             params = init_params(cfg, key)
