@@ -149,7 +149,8 @@ def _bursty_context(state, task, kind, is_novel, cdf):
             c = -1 - j
         else:
             state, c = draw_distinct(state, cdf, classes)
-        if is_novel or kind == "swap":
+        relabel = kind == "train" and task.label_map == "per_sequence"
+        if is_novel or kind == "swap" or relabel:
             # Fresh labels, distinct within the sequence; under swap also not the class's own label.
             while True:
                 state, lab = randint(state, L)
@@ -201,7 +202,15 @@ def _classification_sequence(task, means, cdf, kind, seed, index, with_items):
             for _ in range(N + 1):
                 state, c = categorical(state, cdf)
                 classes.append(c)
-        labels = [c % L for c in classes]
+        if kind == "train" and task.label_map == "per_sequence":
+            drawn: dict[int, int] = {}  # this sequence's label of each class, drawn at its first copy
+            labels = []
+            for c in classes:
+                if c not in drawn:
+                    state, drawn[c] = randint(state, L)
+                labels.append(drawn[c])
+        else:
+            labels = [c % L for c in classes]
 
     items: list[list[float]] = []
     if with_items:

@@ -26,8 +26,8 @@ from theory.reduced import (
     _rhs,
     classification_cases,
     integrate,
-    midpoint_time,
 )
+from theory.transition import half_rise
 
 TWIN_TOL = 1e-10
 
@@ -222,9 +222,10 @@ def test_large_batch_median_approaches_the_flow():
     assert spread.missing == 0
     assert abs(spread.median / flow - 1) < 0.02, (spread.median, flow)
     assert spread.rel_iqr < 0.002
-    # each run's transition is midpoint_time on its own records (the flow's and the toys' rule)
+    # each run's transition is the one rule (unsmoothed) on its own records
     for j in range(2):
-        assert math.isclose(res.transition[j], midpoint_time(res.t, res.icl[j], 1 / cases.L), rel_tol=1e-12)
+        tr = half_rise(res.t, res.icl[j], 1 / cases.L, smooth=1, final_window=1).time
+        assert math.isclose(res.transition[j], tr, rel_tol=1e-12)
 
 
 def test_same_seeds_same_results_for_any_threads_and_run_count():

@@ -26,9 +26,9 @@ from theory.reduced import (
     classification_cases,
     integrate,
     kernel_source,
-    midpoint_time,
     token_cases,
 )
+from theory.transition import half_rise
 
 BASE = {"K": 4096, "N": 8, "D": 16, "L": 16, "B": 2, "p_B": 1.0, "eps": 0.1, "alpha": 0.0}
 T_OUT = np.concatenate([[0.0], np.geomspace(1e-2, 2000.0, 300)])
@@ -243,10 +243,14 @@ def test_token_streams_form_an_induction_head_and_one_layer_does_not():
     assert one.transition is None and one.icl[-1] < 0.2
 
 
-def test_midpoint_time_rule():
+def test_unsmoothed_rule_interpolates_the_crossing():
+    """The one rule without smoothing (as the reduced model applies it): half of the final 1.0 is crossed between
+    t = 2 (0.3) and t = 3 (0.9), at 2 + 0.2 / 0.6 by linear interpolation; a rise of 0.1 < 0.2 is none."""
     t = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
-    assert midpoint_time(t, np.array([0.0, 0.1, 0.3, 0.9, 1.0]), chance=0.0) == pytest.approx(2 + 0.2 / 0.6)
-    assert midpoint_time(t, np.array([0.0, 0.05, 0.1, 0.1, 0.1]), chance=0.0) is None
+    got = half_rise(t, np.array([0.0, 0.1, 0.3, 0.9, 1.0]), 0.0, smooth=1, final_window=1)
+    assert got.time == pytest.approx(2 + 0.2 / 0.6)
+    assert got.uncertainty == 0.5
+    assert half_rise(t, np.array([0.0, 0.05, 0.1, 0.1, 0.1]), 0.0, smooth=1, final_window=1).time is None
 
 
 @pytest.mark.parametrize(

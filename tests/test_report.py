@@ -16,7 +16,7 @@ from toy_models.sweep import SweepConfig, preset
 
 SECTIONS = (
     "Sweep",
-    "Held-out prediction errors",
+    "Held-out prediction errors, beside the noise ceiling",
     "Phase diagram",
     "Measured vs predicted transition step",
     "Per-cell curves",
@@ -119,6 +119,16 @@ def _fake_sweep(out: Path, cfg: SweepConfig, headline: str = "icl_acc") -> None:
             "median_relative_error": {"median": 0.25, "min": 0.2, "max": 0.3},
             "spearman": {"median": math.nan, "min": math.nan, "max": math.nan},
             "phase_agreement_percent": {"median": 60.0, "min": 50.0, "max": 70.0},
+            "ranked_cells": 3,
+            "spearman_seed_means": {"value": 0.5, "median": 0.5, "lo": -0.5, "hi": 1.0, "cells": 3},
+            "median_relative_error_seed_means": {"value": 0.2, "median": 0.2, "lo": 0.1, "hi": 0.3, "cells": 3},
+            "noise_ceiling": {
+                "cells": 3,
+                "spearman": {"median": 0.875, "lo": 0.5, "hi": 1.0},
+                "spearman_value": 0.875,
+                "median_relative_difference": {"median": 0.125, "lo": 0.05, "hi": 0.2},
+                "median_relative_difference_value": 0.125,
+            },
         },
         "predictions": preds,
     }
@@ -136,6 +146,7 @@ def _check(path: Path, out: Path) -> str:
     text = path.read_text()
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in text
+    assert "<th>noise ceiling</th>" in text
     assert text.count("data:image/png;base64,") >= 3
     assert 'src="http' not in text and "href=" not in text  # self-contained
     return text

@@ -76,6 +76,7 @@ def classification_tasks(draw, max_K: int = 50) -> ClassificationTask:
         eps=draw(st.floats(0.0, 2.0)),
         alpha=draw(st.floats(0.0, 3.0)),
         q=draw(st.floats(0.0, 3.0)),
+        label_map=draw(st.sampled_from(["fixed", "per_sequence"])),
     )
 
 
@@ -403,7 +404,9 @@ def check_sequences(task: ClassificationTask, batch, kind: str) -> None:
             # Distinct labels, none equal to the class's own label c mod L.
             assert len(set(label_of.values())) == m
             assert all(lab != c % L for c, lab in label_of.items())
-        elif not is_novel:
+        elif is_bursty and task.label_map == "per_sequence" and kind == "train":
+            assert len(set(label_of.values())) == m  # redrawn like a novel context's: distinct labels
+        elif not is_novel and not (task.label_map == "per_sequence" and kind == "train"):
             assert all(lab == c % L for c, lab in label_of.items())
         if kind == "iwl":
             assert query not in context
@@ -619,3 +622,23 @@ def test_ziggurat_normal_law():
         assert abs(np.mean(x < z) - F) < 5 * math.sqrt(F * (1 - F) / n) + 1 / n, z
     assert abs(x.mean()) < 5 / math.sqrt(n)
     assert abs(x.var() - 1.0) < 5 * math.sqrt(2 / n)
+
+
+def test_per_sequence_labels_carry_nothing_between_sequences():
+    """label_map = per_sequence: a known class's training label is uniform over the L labels across sequences
+    (chi-square over 8000 sequences' query labels of the most frequent class, p > 1e-4), while under the fixed map
+    it is always k mod L; evaluation sets keep the fixed map (the swap set still avoids the class's own label)."""
+    from scipy import stats
+
+    base = ClassificationTask(K=20, N=8, D=2, L=8, B=2, p_B=0.5, p_C=0.0, alpha=1.0)
+    redrawn = dataclasses.replace(base, label_map="per_sequence")
+    batch = sample_classes(redrawn, 8000, 11)
+    top = batch.classes[:, -1] == 0
+    counts = np.bincount(batch.labels[top, -1], minlength=base.L)
+    assert stats.chisquare(counts).pvalue > 1e-4, counts
+    fixed = sample_classes(base, 2000, 11)
+    assert np.all(fixed.labels == fixed.classes % base.L)
+    iwl = sample_classes(redrawn, 500, 12, "iwl")
+    assert np.all(iwl.labels == iwl.classes % base.L)
+    with pytest.raises(ValueError, match="label_map = 'sometimes'"):
+        dataclasses.replace(base, label_map="sometimes")

@@ -19,6 +19,10 @@ In-context classification (Reddy 2024, arXiv 2312.03002; Chan et al. 2022, arXiv
     p_C    fraction of sequences made of novel classes (fresh means, fresh distinct labels), always bursty:
            they can only be solved in context.
     eps    within-class noise.
+    label_map  how a known class gets its label in training sequences: ``fixed`` (class k carries label k mod L
+           in every sequence: learnable in weights) or ``per_sequence`` (each sequence draws its classes' labels
+           afresh, as for novel classes: the items still recur across sequences, the labels carry nothing between
+           them, so only the in-context path can solve it). Evaluation sets are unchanged.
 
 Token streams (Bietti et al. 2023, arXiv 2306.00802, with a parametric marginal)
     V      vocabulary size; background tokens are i.i.d. Zipf(alpha, q) over V.
@@ -106,6 +110,9 @@ class Zipf(_Config):
         return c
 
 
+LABEL_MAPS = ("fixed", "per_sequence")
+
+
 @dataclass(frozen=True)
 class ClassificationTask(_Config):
     """In-context classification task (Reddy 2024; Chan et al. 2022). Symbols: see the module glossary.
@@ -124,6 +131,7 @@ class ClassificationTask(_Config):
     eps: float = 0.1
     alpha: float = 1.0
     q: float = 0.0
+    label_map: str = "fixed"
 
     def __post_init__(self) -> None:
         # K >= 2: the in-weights evaluation needs a class other than the query's for the context.
@@ -141,6 +149,7 @@ class ClassificationTask(_Config):
         set_(self, "eps", check_real("eps", self.eps, 0.0, 1e6))
         set_(self, "alpha", check_real("alpha", self.alpha, 0.0, MAX_ALPHA))
         set_(self, "q", check_real("q", self.q, 0.0, 1e6))
+        set_(self, "label_map", check_choice("label_map", self.label_map, LABEL_MAPS))
         m = self.N // self.B
         if m > self.K:
             raise ValueError(

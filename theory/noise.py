@@ -41,7 +41,7 @@ with ``prange`` (one run per seed).
 
 The in-context proxy (probability of the correct label on the icl evaluation case, at the mean overlap s) and the
 in-weights proxy are recorded every ``eval_every`` steps; the transition time of a run is the half-rise crossing
-of the in-context proxy on those records (:func:`theory.reduced.midpoint_time`'s rule: chance 1 / L, final value
+of the in-context proxy on those records (:mod:`theory.transition`'s rule: chance 1 / L, final value
 the last record, min rise 0.2), NaN when there is none within the horizon.
 
 Caveat: classes are grouped in the flow's Zipf rank bins (one class per bin when K <= max_bins). A sampled
@@ -60,13 +60,13 @@ import numpy as np
 from theory._reduced_kernel import case_terms
 from theory._rng import categorical, inverse_cdf_table, normal, stream
 from theory._validate import check_int, check_real, check_seed
-from theory.reduced import Cases, ReducedParams, _crossing, _evaluate, _rhs
+from theory.reduced import Cases, ReducedParams, _evaluate, _rhs
+from theory.transition import MIN_RISE, crossing
 
 __all__ = ["SGDResult", "Spread", "overlap_sd", "simulate_sgd", "transition_spread"]
 
 # fastmath without nnan / ninf: the runs test their state for divergence.
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
-MIN_RISE = 0.2  # the toys' (and the flow's) minimum rise of the in-context proxy for a transition
 
 
 # --------------------------------------------------------------------------------------------------- kernels
@@ -205,7 +205,7 @@ def _simulate_one(
             iwl_out[q] = math.nan
         return math.nan
     chance = 1.0 / (1.0 + icl[0, 4] + icl[0, 5])
-    return _crossing(t_eval, icl_out, e, chance, MIN_RISE)
+    return crossing(t_eval, icl_out, e, chance, MIN_RISE, 1, 1)[0]
 
 
 @nb.njit(cache=True, parallel=True)

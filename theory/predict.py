@@ -36,7 +36,9 @@ import numpy as np
 from theory._validate import check_int, check_real
 from theory.closed_form import phase_from, phases_closed_form
 from theory.distributions import ClassificationTask, TokenStreamTask
-from theory.reduced import ReducedParams, classification_cases, integrate_grid, token_cases
+from theory.reduced import ReducedParams, integrate_grid, token_cases
+from theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
+from theory.transition import curve_phase_flags
 
 __all__ = [
     "DEFAULT_CALIBRATION",
@@ -73,6 +75,8 @@ class Calibration:
         time_scale: tau, flow time per (learning rate x step), > 0.
         iw_speed: rho, in-weights clock relative to the induction clock, > 0.
         kappa: in-weights capacity in units of D L, > 0.
+        leak: the untrained read-out's logit-noise variance per unit item-feature gain squared (reduced model v2,
+            :class:`theory.reduced_v2.ParamsV2`), >= 0.
         init: theta0, initial previous-token and match strength, > 0 (documented, not fitted).
         residuals: log(measured / predicted transition step) of the runs the fit used.
         source: what the constants were fitted on (run directories, or a note).
@@ -82,6 +86,7 @@ class Calibration:
     iw_speed: float = 10.0
     kappa: float = 1.0
     init: float = 0.1
+    leak: float = 0.2
     residuals: tuple[float, ...] = field(default_factory=tuple)
     source: str = "uncalibrated defaults"
 
@@ -90,6 +95,7 @@ class Calibration:
         check_real("init", self.init, 0.0, 10.0, low_open=True)
         check_real("iw_speed", self.iw_speed, 0.0, 1e6, low_open=True)
         check_real("kappa", self.kappa, 0.0, 1e6, low_open=True)
+        check_real("leak", self.leak, 0.0, 1e3)
         object.__setattr__(self, "residuals", tuple(float(r) for r in self.residuals))
 
     def to_json(self, path: str | Path) -> None:
@@ -101,7 +107,8 @@ class Calibration:
 
 
 def load_calibration(path: str | Path | None = None) -> Calibration:
-    """Read a calibration file (default: the packaged one). Unknown keys are an error naming them."""
+    """Read a calibration file (default: the packaged one), or the fitted constants of a sweep's ``theory.json``.
+    Unknown keys are an error naming them."""
     path = DEFAULT_CALIBRATION if path is None else Path(path)
     if not path.exists():
         raise ValueError(f"calibration = {str(path)!r} does not exist: give a file written by zipfhead calibrate")
@@ -111,6 +118,11 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         raise ValueError(f"calibration = {str(path)!r} is not a JSON calibration file: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"calibration = {str(path)!r} holds {type(data).__name__}, not a JSON object")
+    if "calibration" in data and "scores" in data:  # a sweep's theory.json: its fitted constants
+        data = data["calibration"]
+        if not isinstance(data, dict):
+            raise ValueError(f"calibration = {str(path)!r}: its 'calibration' entry is not a JSON object")
+        data = data | {"source": f"{path} ({data.get('source', '')})"}
     allowed = {f for f in Calibration.__dataclass_fields__}
     unknown = set(data) - allowed
     if unknown:
@@ -125,26 +137,45 @@ def _params(
     optimizer: str,
     batch: int,
     decay_on: str = "all",
+    n_layers: int = 2,
 ) -> ReducedParams:
-    D = task.D if isinstance(task, ClassificationTask) else 1
-    return ReducedParams(
-        D=D,
-        init=cal.init,
-        iw_speed=cal.iw_speed,
-        kappa=cal.kappa,
-        weight_decay=weight_decay / cal.time_scale,
-        decay_on=decay_on,
-        optimizer="adam" if optimizer == "adam" else "gd",
-        batch=batch,
-    )
+    """The reduced model's parameters for one toy: v2's (:class:`ParamsV2`) for classification, v1's for tokens."""
+    common = {
+        # one layer cannot build the previous-token step: a = b = 0 is then a fixed point (the copy plateau)
+        "init": cal.init if n_layers >= 2 else 0.0,
+        "iw_speed": cal.iw_speed,
+        "kappa": cal.kappa,
+        "weight_decay": weight_decay / cal.time_scale,
+        "decay_on": decay_on,
+        "optimizer": "adam" if optimizer == "adam" else "gd",
+        "batch": batch,
+    }
+    if isinstance(task, ClassificationTask):
+        return ParamsV2(D=task.D, leak=cal.leak, **common)
+    return ReducedParams(D=1, **common)
 
 
 def _cases(task: ClassificationTask | TokenStreamTask):
     if isinstance(task, ClassificationTask):
-        return classification_cases(task)
+        return cases_v2(task)
     if isinstance(task, TokenStreamTask):
         return token_cases(task)
     raise ValueError(f"task = {task!r} is not allowed: task must be a ClassificationTask or a TokenStreamTask")
+
+
+def _integrate(cells: list[tuple[Any, ReducedParams, np.ndarray]], rtol: float) -> list[Any]:
+    """Trajectories of (cases, params, t_out) cells, in order: v2 cells (classification) and v1 cells (tokens) each
+    integrated as one parallel batch."""
+    out: list[Any] = [None] * len(cells)
+    for is_v2 in (True, False):
+        idx = [i for i, (cs, _, _) in enumerate(cells) if isinstance(cs, CasesV2) == is_v2]
+        if not idx:
+            continue
+        part = [cells[i] for i in idx]
+        trajs = integrate_v2(part, rtol=rtol) if is_v2 else integrate_grid(part, rtol=rtol, with_loss=False)
+        for i, tr in zip(idx, trajs, strict=True):
+            out[i] = tr
+    return out
 
 
 def predict_many(
@@ -156,6 +187,7 @@ def predict_many(
     batch_size: int = 64,
     weight_decay: float | list[float] = 0.0,
     decay_on: str = "all",
+    n_layers: int = 2,
     calibration: Calibration | None = None,
     closed_form: bool = True,
     n_times: int = 60,
@@ -174,6 +206,8 @@ def predict_many(
             weight_decay / tau, whatever lr.
         decay_on: ``all`` or ``attention`` (only the circuit decays; the in-weights logits do not), as the toy's
             :class:`toy_models.train.TrainConfig`.
+        n_layers: the toy's attention layers. One layer forms no induction head (Olsson et al. 2022): the reduced
+            model then starts at a = b = 0, a fixed point, and stays on the copy plateau (phase iwl or neither).
         calibration: the constants (default: the packaged calibration file).
         closed_form: also give the closed-form transition step (classification only).
         n_times: output times on a geometric grid up to the horizon.
@@ -200,12 +234,13 @@ def predict_many(
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer = {optimizer!r} is not allowed: optimizer must be one of adam, sgd")
     check_int("batch_size", batch_size, 1)
-    params = [_params(t, cal, wd, optimizer, batch_size, decay_on) for t, wd in zip(tasks, wds, strict=True)]
+    n_layers = check_int("n_layers", n_layers, 1, 64)
+    params = [_params(t, cal, wd, optimizer, batch_size, decay_on, n_layers) for t, wd in zip(tasks, wds, strict=True)]
     cells = []
     for task, prm, h in zip(tasks, params, horizons, strict=True):
         t = np.concatenate([[0.0], np.geomspace(h * 1e-4, h, n_times - 1)])
         cells.append((_cases(task), prm, t))
-    trajectories = integrate_grid(cells, rtol=rtol, with_loss=False)
+    trajectories = _integrate(cells, rtol)
     closed = np.full(len(tasks), np.nan)
     closed_phase: list[str | None] = [None] * len(tasks)
     cls = [i for i, t in enumerate(tasks) if isinstance(t, ClassificationTask)]
@@ -218,11 +253,12 @@ def predict_many(
     for i, (task, tr) in enumerate(zip(tasks, trajectories, strict=True)):
         per_step = cal.time_scale * lrs[i]
         thr = icl_threshold(task)
-        icl_final = float(tr.icl[-1])
-        icl_max = float(np.nanmax(tr.icl))
+        icl = tr.icl[np.isfinite(tr.icl)]
+        icl_final = float(icl[-1]) if icl.size else math.nan
+        icl_max = float(icl.max()) if icl.size else math.nan
         iwl_final = float(tr.iwl[-1]) if tr.iwl.size and np.isfinite(tr.iwl[-1]) else 0.0
-        formed = icl_max >= thr
-        phase = phase_from(formed, iwl_final >= IWL_THRESHOLD, formed and icl_final < thr)
+        formed, faded = curve_phase_flags(icl, thr, smooth=1, final_window=1)  # the toys' rule, noise-free
+        phase = phase_from(formed, iwl_final >= IWL_THRESHOLD, faded)
         out.append(
             {
                 "transition_step": None if tr.transition is None else tr.transition / per_step,
@@ -241,6 +277,7 @@ def predict_many(
                     "batch_size": batch_size,
                     "weight_decay": wds[i],
                     "decay_on": decay_on,
+                    "n_layers": n_layers,
                     "calibration": asdict(cal) | {"residuals": len(cal.residuals)},
                 },
             }
@@ -398,18 +435,26 @@ def calibrate_rows(
     horizon = factor * float(np.max(lrs * trained))
     t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-6, horizon, 15)])
     decays = [(float(r[6]) if len(r) > 6 else 0.0, str(r[7]) if len(r) > 7 else "all") for r in rows]
-    cells, keys = [], []
-    for kappa in kappas:
-        for rho in iw_speeds:
-            # time_scale only sets the decay rate here (see above)
-            cal = Calibration(time_scale=base.time_scale, kappa=float(kappa), iw_speed=float(rho), init=base.init)
-            for task, row, (wd, on) in zip(tasks, rows, decays, strict=True):
-                cells.append((_cases(task), _params(task, cal, wd, row[3], row[4], on), t_out))
-                keys.append((float(kappa), float(rho)))
-    trajs = integrate_grid(cells, rtol=1e-4, with_loss=False)
-    flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(
-        kappas.size * iw_speeds.size, len(tasks)
+    # the flow's transition depends on the distribution and the optimiser, not on lr: integrate each once
+    keys = [(t.to_json(), str(r[3]), int(r[4]), *d) for t, r, d in zip(tasks, rows, decays, strict=True)]
+    unique = sorted(set(keys))
+    where = np.array([unique.index(k) for k in keys])
+    first = [keys.index(u) for u in unique]
+    has_classification = any(isinstance(t, ClassificationTask) for t in tasks)
+    leaks = np.array([0.05, 0.1, 0.2, 0.4]) if has_classification and len(distinct) >= 3 else np.array([base.leak])
+    candidates = [(float(k), float(r), float(q)) for k in kappas for r in iw_speeds for q in leaks]
+    cells = []
+    for kappa, rho, leak in candidates:
+        # time_scale only sets the decay rate here (see above)
+        cal = Calibration(time_scale=base.time_scale, kappa=kappa, iw_speed=rho, init=base.init, leak=leak)
+        for i in first:
+            task, row, (wd, on) = tasks[i], rows[i], decays[i]
+            cells.append((_cases(task), _params(task, cal, wd, row[3], row[4], on), t_out))
+    trajs = _integrate(cells, 1e-4)
+    flow_unique = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(
+        len(candidates), len(unique)
     )
+    flow = flow_unique[:, where]
     best = None
     for k in range(flow.shape[0]):
         ok = np.isfinite(flow[k]) & made
@@ -426,12 +471,13 @@ def calibrate_rows(
     if best is None:
         raise ValueError("the reduced model predicts no transition for these runs at any candidate constants")
     _, k, log_tau, resid = best
-    kappa, rho = keys[k * len(tasks)]
+    kappa, rho, leak = candidates[k]
     return Calibration(
         time_scale=math.exp(log_tau),
         iw_speed=rho,
         kappa=kappa,
         init=base.init,
+        leak=leak,
         residuals=tuple(float(r) for r in resid),
         source=source,
     )

@@ -48,6 +48,7 @@ from sympy.printing.pycode import PythonCodePrinter
 from theory._reduced_kernel import case_terms
 from theory._validate import check_int, check_real
 from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.transition import MIN_RISE, crossing
 
 __all__ = [
     "CASE_LOSS",
@@ -59,7 +60,6 @@ __all__ = [
     "integrate",
     "integrate_grid",
     "kernel_source",
-    "midpoint_time",
     "token_cases",
 ]
 
@@ -363,8 +363,8 @@ class Trajectory:
         loss: (E,) expected training cross-entropy (nats, without the interference cost).
         state: (E, 3 + G) the state (a, b, c, w_1..w_G).
         L: number of labels (chance = 1 / L).
-        transition: flow time at which ``icl`` covers half the way from 1 / L to its final value (the toys'
-            rule, :func:`midpoint_time`, located on the integrator's own steps), or None (no rise of 0.2).
+        transition: flow time at which ``icl`` covers half the way from 1 / L to its final value (the one rule of
+            :mod:`theory.transition`, without smoothing, on the integrator's own steps), or None (no rise).
     """
 
     t: np.ndarray
@@ -475,22 +475,6 @@ def _drift(y, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, out)
 
 
 @nb.njit(cache=True, fastmath=True)
-def _crossing(track_t, track_v, count, chance, min_rise):
-    """The toys' half-rise rule (see :func:`midpoint_time`) on the first ``count`` tracked points; NaN if none."""
-    final = track_v[count - 1]
-    if not final - chance >= min_rise:
-        return math.nan
-    threshold = chance + 0.5 * (final - chance)
-    for i in range(count):
-        if track_v[i] >= threshold:
-            if i == 0:
-                return track_t[0]
-            v0 = track_v[i - 1]
-            return track_t[i - 1] + (threshold - v0) / (track_v[i] - v0) * (track_t[i] - track_t[i - 1])
-    return math.nan
-
-
-@nb.njit(cache=True, fastmath=True)
 def _integrate_one(
     y0,
     cases,
@@ -586,7 +570,7 @@ def _integrate_one(
             res[jj, q] = math.nan
         ys[jj, :] = math.nan
     chance = 1.0 / (1.0 + icl[0, 4] + icl[0, 5])
-    return steps, _crossing(track_t, track_v, count, chance, 0.2)
+    return steps, crossing(track_t, track_v, count, chance, MIN_RISE, 1, 1)[0]
 
 
 @nb.njit(cache=True, parallel=True)
@@ -737,30 +721,6 @@ def integrate_grid(
 def integrate(cases: Cases, params: ReducedParams, t_out: np.ndarray, **kwargs) -> Trajectory:
     """Integrate one cell; see :func:`integrate_grid`."""
     return integrate_grid([(cases, params, t_out)], **kwargs)[0]
-
-
-def midpoint_time(t: np.ndarray, values: np.ndarray, chance: float, min_rise: float = 0.2) -> float | None:
-    """The toys' transition rule on a smooth curve: first time ``values`` covers half the way from ``chance`` to
-    its final value (linear interpolation between output times); None if the final rise is below ``min_rise``.
-
-    This is :func:`toy_models.measures.transition_step` with no smoothing, so that theory and toys share one
-    definition.
-    """
-    t = np.asarray(t, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(values)
-    if not ok.any():
-        return None
-    final = float(values[ok][-1])
-    if final - chance < min_rise:
-        return None
-    threshold = chance + (final - chance) / 2
-    above = np.flatnonzero(ok & (values >= threshold))
-    i = int(above[0])
-    if i == 0:
-        return float(t[0])
-    v0, v1 = values[i - 1], values[i]
-    return float(t[i - 1] + (threshold - v0) / (v1 - v0) * (t[i] - t[i - 1]))
 
 
 if __name__ == "__main__":

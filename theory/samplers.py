@@ -128,6 +128,7 @@ def _classification_kernel(
     p_C,
     eps,
     kind,
+    relabel,
     seed,
     offset,
     with_items,
@@ -165,7 +166,7 @@ def _classification_kernel(
                 else:
                     st, c = _draw_distinct(st, table, cls_row, j)
                 cls_row[j] = c
-                if is_novel or kind == 2:
+                if is_novel or kind == 2 or (relabel and kind == 0):
                     while True:  # distinct fresh labels; under swap also different from the class's own
                         st, lab = randint(st, L)
                         ok = not (kind == 2 and lab == class_label[c])
@@ -208,7 +209,18 @@ def _classification_kernel(
                     st, c = categorical(st, table)
                     cls_row[s] = c
             for s in range(N + 1):
-                lab_row[s] = class_label[cls_row[s]]
+                if relabel and kind == 0:
+                    # a label per distinct class of this sequence: the first copy draws it, later copies reuse it
+                    lab = -1
+                    for ss in range(s):
+                        if cls_row[ss] == cls_row[s]:
+                            lab = lab_row[ss]
+                            break
+                    if lab < 0:
+                        st, lab = randint(st, L)
+                    lab_row[s] = lab
+                else:
+                    lab_row[s] = class_label[cls_row[s]]
         if with_items:
             for s in range(N + 1):
                 c = cls_row[s]
@@ -293,6 +305,7 @@ def sample_classification(
         task.p_C,
         task.eps,
         _KIND_CODE[kind],
+        task.label_map == "per_sequence",
         np.uint64(check_seed(seed)),
         offset,
         with_items,

@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- shared flags ----------------------------------------------------------------------------------------
-_CLASSIFICATION_FLAGS = ("K", "N", "D", "L", "B", "p_B", "p_C", "eps", "alpha", "q")
+_CLASSIFICATION_FLAGS = ("K", "N", "D", "L", "B", "p_B", "p_C", "eps", "alpha", "q", "label_map")
 _TOKEN_FLAGS = ("V", "T", "alpha", "q", "n_triggers", "trigger_dist", "output_dist")
 
 
@@ -51,6 +51,7 @@ def add_distribution_flags(parser: argparse.ArgumentParser) -> None:
     _flag(g, "eps", float, "within-class noise [0.1]")
     _flag(g, "alpha", float, "Zipf exponent, >= 0 [1]")
     _flag(g, "q", float, "Zipf-Mandelbrot shift, >= 0 [0]")
+    _flag(g, "label_map", str, "known classes' labels: fixed (k mod L) or per_sequence (redrawn each sequence) [fixed]")
     _flag(g, "V", int, "token-stream vocabulary size [64]")
     _flag(g, "T", int, "token-stream length [256]")
     _flag(g, "n_triggers", int, "triggers per token stream [1]")
@@ -369,7 +370,7 @@ def use_every_core() -> None:
 # trim_threshold), so every training step page-faults its activations in again; measured 1.5-1.65x faster
 # at batch >= 96 with both thresholds at their maximum, and no slower at small batch.
 ALLOCATOR_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
-_JAX_COMMANDS = ("train", "bench", "sweep", "merge")
+_JAX_COMMANDS = ("train", "bench", "sweep", "merge", "experiment")
 
 
 def reexec_with_allocator_tunables() -> None:

@@ -57,12 +57,16 @@ def sweep_config_from_args(args: argparse.Namespace):
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import time
 
-    from toy_models.sweep import format_scores, run_sweep
+    from toy_models.scores import format_scores
+    from toy_models.sweep import run_sweep
 
     cfg = sweep_config_from_args(args)
     out = args.out or f"runs/{cfg.name}"
+    cal = _given_calibration(args)
     t0 = time.perf_counter()
-    scores = run_sweep(cfg, out, shard=_parse_shard(args.shard), overwrite=args.overwrite, progress=args.progress)
+    scores = run_sweep(
+        cfg, out, shard=_parse_shard(args.shard), overwrite=args.overwrite, progress=args.progress, calibration=cal
+    )
     seconds = time.perf_counter() - t0
     if scores is None:
         print(f"shard {args.shard} done in {seconds:.0f} s: join the parts with zipfhead merge")
@@ -75,10 +79,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_merge(args: argparse.Namespace) -> int:
-    from toy_models.sweep import format_scores, merge
+def _given_calibration(args: argparse.Namespace):
+    if getattr(args, "calibration", None) is None:
+        return None
+    from theory.predict import load_calibration
 
-    scores = merge(args.parts, args.out, overwrite=args.overwrite)
+    return load_calibration(args.calibration)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from toy_models.scores import format_scores
+    from toy_models.sweep import merge
+
+    scores = merge(args.parts, args.out, overwrite=args.overwrite, calibration=_given_calibration(args))
     print(format_scores(scores))
     print(f"wrote {args.out}/report.html")
     return 0
@@ -92,8 +105,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from toy_models.experiments import run_experiment
+
+    out = args.out or f"runs/{args.name}"
+    run_experiment(args.name, out, progress=args.progress)
+    print(f"wrote {out}/findings.json")
+    return 0
+
+
 def add_sweep_parsers(sub: Any) -> None:
-    """Register ``sweep``, ``merge`` and ``report``."""
+    """Register ``sweep``, ``merge``, ``report`` and ``experiment``."""
     from toy_models.sweep import PRESETS
 
     p = sub.add_parser("sweep", help="phase-diagram sweep: toys trained as vmapped batches, theory beside each cell")
@@ -110,8 +132,15 @@ def add_sweep_parsers(sub: Any) -> None:
         "--calibration_cells",
         dest="calibration_cells",
         default=None,
-        choices=("corners", "random25"),
-        help="cells that calibrate the theory [corners]",
+        choices=("stratified", "random25", "corners"),
+        help="cells that calibrate the theory [stratified]",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        metavar="FILE",
+        help="predict with this calibration (a calibration JSON, or a sweep's theory.json) instead of fitting; "
+        "every cell is scored",
     )
     p.add_argument("--shard", default=None, metavar="I/N", help="train groups I, I+N, ... only")
     p.add_argument("--out", default=None, help="run directory [runs/<preset>]")
@@ -124,7 +153,14 @@ def add_sweep_parsers(sub: Any) -> None:
     m.add_argument("parts", nargs="+", help="the shards' run directories")
     m.add_argument("--out", required=True, help="the merged run directory")
     m.add_argument("--overwrite", action="store_true", help="discard what --out holds")
+    m.add_argument("--calibration", default=None, metavar="FILE", help="as sweep --calibration")
     m.set_defaults(func=_cmd_merge)
+
+    e = sub.add_parser("experiment", help="a control experiment: its sweeps, then findings.json")
+    e.add_argument("name", choices=("repetition",), help="repetition: what repetition across sequences teaches")
+    e.add_argument("--out", default=None, help="the experiment's directory [runs/<name>]")
+    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    e.set_defaults(func=_cmd_experiment)
 
     r = sub.add_parser("report", help="write RUN_DIR/report.html for a finished sweep")
     r.add_argument("run_dir")

@@ -42,6 +42,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         "decay_on": "all" if args.decay_on is None else args.decay_on,
         "optimizer": "adam" if args.optimizer is None else args.optimizer,
         "batch_size": 64 if args.batch_size is None else args.batch_size,
+        "n_layers": 2 if getattr(args, "n_layers", None) is None else args.n_layers,
         "calibration": cal,
     }
     if args.grid:

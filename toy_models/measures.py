@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory.transition import MIN_RISE, half_rise, smoothed_curve
+
 __all__ = [
     "Bump",
     "Transition",
@@ -317,31 +319,16 @@ def _curve(steps, values, name: str) -> tuple[np.ndarray, np.ndarray]:
     return steps, values
 
 
-def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average of odd ``width``; near the ends the window shrinks to the values that exist."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1 or width % 2 == 0:
-        raise ValueError(f"smooth = {width!r} is not allowed: it must be an odd integer >= 1")
-    half = width // 2
-    n = x.size
-    return np.array([x[max(0, i - half) : min(n, i + half + 1)].mean() for i in range(n)])
-
-
 def transition_step(
-    steps, values, chance: float, *, smooth: int = 3, final_window: int = 3, min_rise: float = 0.2
+    steps, values, chance: float, *, smooth: int = 3, final_window: int = 3, min_rise: float = MIN_RISE
 ) -> Transition:
     """When a rising metric (e.g. in-context accuracy) makes its transition, from an evaluation curve (numpy).
 
-    Definition:
-        1. smoothed = centred moving average of ``values`` over ``smooth`` evaluations (odd; the window shrinks at
-           the ends; ``smooth=1`` is no smoothing);
-        2. final = mean of the last ``final_window`` raw values (all of them if there are fewer);
-        3. if final - chance < min_rise, the metric never rose: Transition(None, None);
-        4. threshold = chance + (final - chance) / 2 (half the rise); i = the first evaluation with
-           smoothed[i] >= threshold. The crossing lies between evaluations i - 1 and i, so the step is their
-           midpoint (steps[i - 1] + steps[i]) / 2 and the uncertainty half their spacing.
-        Edge cases: if no smoothed value reaches the threshold (a rise only in the last raw values, diluted by the
-        smoothing) the result is Transition(None, None); if the first evaluation is already above it, the crossing
-        is not bracketed and the result is Transition(steps[0], inf).
+    The one rule of :mod:`theory.transition` (also the reduced model's and the sweep's): the first upward crossing
+    of half the way from ``chance`` to the curve's final value (mean of the last ``final_window`` raw values) by
+    its ``smooth``-point moving average, interpolated linearly between the bracketing evaluations, with half their
+    spacing as the uncertainty; Transition(None, None) when the final rise is below ``min_rise`` or the smoothed
+    curve never reaches the threshold, and Transition(steps[0], inf) when the first evaluation is already above it.
 
     Args:
         steps: (E,) strictly increasing training steps of the evaluations.
@@ -351,23 +338,8 @@ def transition_step(
     Returns:
         Transition(step, uncertainty) in training steps.
     """
-    steps, values = _curve(steps, values, "values")
-    if isinstance(final_window, bool) or not isinstance(final_window, int) or final_window < 1:
-        raise ValueError(f"final_window = {final_window!r} is not allowed: it must be an integer >= 1")
-    if not (math.isfinite(chance) and math.isfinite(min_rise)):
-        raise ValueError(f"chance = {chance!r} and min_rise = {min_rise!r} must be finite")
-    smoothed = _moving_average(values, smooth)
-    final = float(values[-final_window:].mean())
-    if final - chance < min_rise:
-        return Transition(None, None)
-    threshold = chance + (final - chance) / 2
-    above = np.flatnonzero(smoothed >= threshold)
-    if above.size == 0:
-        return Transition(None, None)
-    i = int(above[0])
-    if i == 0:
-        return Transition(float(steps[0]), math.inf)
-    return Transition(float((steps[i - 1] + steps[i]) / 2), float((steps[i] - steps[i - 1]) / 2))
+    step, unc = half_rise(steps, values, chance, smooth=smooth, final_window=final_window, min_rise=min_rise)
+    return Transition(step, unc)
 
 
 def loss_bumps(steps, loss, *, rel_tol: float = 0.02, smooth: int = 5) -> list[Bump]:
@@ -391,7 +363,7 @@ def loss_bumps(steps, loss, *, rel_tol: float = 0.02, smooth: int = 5) -> list[B
     steps, loss = _curve(steps, loss, "loss")
     if not (math.isfinite(rel_tol) and rel_tol >= 0):
         raise ValueError(f"rel_tol = {rel_tol!r} is not allowed: it must be a finite real >= 0")
-    smoothed = _moving_average(loss, smooth)
+    smoothed = smoothed_curve(loss, smooth)
     running_min = np.minimum.accumulate(smoothed)
     excess = smoothed - running_min
     above = excess > rel_tol * np.abs(running_min)

@@ -313,11 +313,35 @@ def _section_scores(data: dict[str, Any]) -> str:
         d = scores.get(key) or {}
         rows.append([label, _float(d.get("median")), _float(d.get("min")), _float(d.get("max"))])
     held = th.get("held_out_cells", [])
+    ceil = scores.get("noise_ceiling") or {}
+
+    def boot(d: dict[str, Any] | None, value: Any = None) -> list[Any]:
+        d = d or {}
+        return [_float(d.get("value", value)), _float(d.get("lo")), _float(d.get("hi"))]
+
+    ceiling_rows = [
+        [
+            "Spearman rank correlation, seed means",
+            *boot(scores.get("spearman_seed_means")),
+            *boot(ceil.get("spearman"), ceil.get("spearman_value")),
+        ],
+        [
+            "median relative error, seed means (ceiling: between seeds)",
+            *boot(scores.get("median_relative_error_seed_means")),
+            *boot(ceil.get("median_relative_difference"), ceil.get("median_relative_difference_value")),
+        ],
+    ]
+    ranked = scores.get("ranked_cells", "?")
     parts = [
-        "<h2>Held-out prediction errors</h2>",
+        "<h2>Held-out prediction errors, beside the noise ceiling</h2>",
+        f"<p>The noise ceiling is how well one seed of the toys predicts another on the same held-out cells: the "
+        f"{ranked} held-out cells in which every seed made a transition (the theory is ranked on those of them where "
+        f"it predicts the head forms: {_fmt((scores.get('spearman_seed_means') or {}).get('cells', '?'))}). "
+        "Intervals are bootstrap 90% intervals over the cells.</p>",
+        _table(["score", "theory", "lo", "hi", "noise ceiling", "lo", "hi"], ceiling_rows),
         f"<p>Held-out cells: {scores.get('held_out_cells', len(held))}; cells with both a measured and a predicted "
-        f"transition, per seed: {html.escape(_fmt(scores.get('pairs_per_seed', [])))}. Each score is computed per "
-        "seed over the held-out cells; the table gives its median and range over the seeds.</p>",
+        f"transition, per seed: {html.escape(_fmt(scores.get('pairs_per_seed', [])))}. Each score below is computed "
+        "per seed over the held-out cells; the table gives its median and range over the seeds.</p>",
         _table(["score", "median over seeds", "min", "max"], rows),
         "<h3>Calibration</h3>",
         f"<p>{html.escape(str(th.get('calibration_note', '')))}</p>",

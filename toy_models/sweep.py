@@ -37,14 +37,18 @@ from typing import Any
 import numpy as np
 
 from theory._validate import check_real
+from theory.closed_form import phase_from
 from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
-from theory.predict import IWL_THRESHOLD, calibrate_rows, icl_threshold, predict_many
+from theory.predict import IWL_THRESHOLD, Calibration, calibrate_rows, icl_threshold, predict_many
+from theory.transition import curve_phase_flags
 from toy_models.model import ModelConfig
+from toy_models.scores import score_predictions
 from toy_models.train import RunConfig, TrainConfig, _atomic_write, _shape_signature, headline_measure
 
 __all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
 
 TRAIN_AXES = ("lr", "weight_decay")
+CALIBRATION_CELLS = ("stratified", "random25", "corners")
 MAX_MODELS_PER_GROUP = 64
 
 
@@ -59,9 +63,8 @@ class SweepConfig:
         train: the optimiser and schedule (``lr`` and ``weight_decay`` may be axes).
         axes: ((parameter name, values), ...): the grid, first axis outermost.
         seeds: seeds per cell.
-        calibration: which cells calibrate the theory: ``random25`` (a seeded 25% of the cells, the default: it
-            samples the interior, where a boundary lies) or ``corners`` (the grid's corners); every other cell is
-            held out for the errors.
+        calibration: which cells calibrate the theory (:meth:`calibration_cells`): ``stratified`` (the default),
+            ``random25`` or ``corners``; every other cell is held out for the scores.
     """
 
     name: str
@@ -70,7 +73,7 @@ class SweepConfig:
     train: TrainConfig
     axes: tuple[tuple[str, tuple[float, ...]], ...]
     seeds: tuple[int, ...] = (0, 1)
-    calibration: str = "random25"
+    calibration: str = "stratified"
 
     def __post_init__(self) -> None:
         if not self.axes:
@@ -82,8 +85,9 @@ class SweepConfig:
                 raise ValueError(f"axis {name!r} is not a parameter of {type(self.task).__name__}: one of {allowed}")
             if len(values) == 0:
                 raise ValueError(f"axis {name!r} is empty: give at least one value")
-        if self.calibration not in ("corners", "random25"):
-            raise ValueError(f"calibration = {self.calibration!r} is not allowed: one of corners, random25")
+        if self.calibration not in CALIBRATION_CELLS:
+            allowed = ", ".join(CALIBRATION_CELLS)
+            raise ValueError(f"calibration = {self.calibration!r} is not allowed: one of {allowed}")
         if not self.seeds:
             raise ValueError("seeds = () is empty: give at least one seed")
         for cell in self.cells():  # every cell must be valid: fail before training anything
@@ -117,17 +121,51 @@ class SweepConfig:
         """The weight decay of one cell."""
         return float(cell.get("weight_decay", self.train.weight_decay))
 
-    def calibration_cells(self) -> list[int]:
-        """Indices of the cells that calibrate the theory (documented choice: corners, or a seeded 25%)."""
+    def calibration_cells(self, transitioned: Sequence[bool] | None = None) -> list[int]:
+        """Indices of the cells that calibrate the theory; every other cell is held out.
+
+        * ``stratified`` (the default): a quarter of the cells (at least 2), spread over the axes (greedy
+          farthest-point selection in grid-index space, from a seeded start), at least 60% of them (as far as
+          there are) among the cells in which every seed made a transition (``transitioned``, (C,)), so that the
+          time scale rests on several transitions and the phase boundary on cells that make none;
+        * ``random25``: a seeded random 25%;
+        * ``corners``: the grid's corners.
+        """
         C = len(self.cells())
+        shape = [len(v) for _, v in self.axes]
         if self.calibration == "random25":
             rng = np.random.default_rng(20261129)
             return sorted(rng.choice(C, size=max(1, C // 4), replace=False).tolist())
-        shape = [len(v) for _, v in self.axes]
-        corners = set()
-        for combo in itertools.product(*[(0, n - 1) for n in shape]):
-            corners.add(int(np.ravel_multi_index(combo, shape)))
-        return sorted(corners)
+        if self.calibration == "corners":
+            corners = set()
+            for combo in itertools.product(*[(0, n - 1) for n in shape]):
+                corners.add(int(np.ravel_multi_index(combo, shape)))
+            return sorted(corners)
+        made = np.zeros(C, bool) if transitioned is None else np.asarray(transitioned, dtype=bool)
+        if made.shape != (C,):
+            raise ValueError(f"transitioned has shape {made.shape}: expected one flag per cell, ({C},)")
+        n_cal = min(C, max(2, C // 4))
+        n_made = min(int(made.sum()), math.ceil(0.6 * n_cal))
+        coords = np.stack(np.unravel_index(np.arange(C), shape), axis=1).astype(np.float64)
+        coords /= np.maximum(np.array(shape, dtype=np.float64) - 1, 1)
+        rng = np.random.default_rng(20261203)
+        chosen: list[int] = []
+
+        def spread(pool: np.ndarray, k: int) -> None:
+            pool = [int(c) for c in pool if c not in chosen]
+            for _ in range(min(k, len(pool))):
+                if not chosen:
+                    pick = pool[int(rng.integers(len(pool)))]
+                else:
+                    dist = np.min(np.linalg.norm(coords[pool][:, None] - coords[chosen][None], axis=2), axis=1)
+                    pick = pool[int(np.argmax(dist))]
+                chosen.append(pick)
+                pool.remove(pick)
+
+        spread(np.flatnonzero(made), n_made)
+        spread(np.flatnonzero(~made), n_cal - len(chosen))
+        spread(np.arange(C), n_cal - len(chosen))  # too few cells without a transition: fill from the rest
+        return sorted(chosen)
 
     def groups(self) -> list[list[int]]:
         """Cells grouped by shape signature (and split to at most MAX_MODELS_PER_GROUP models), in cell order."""
@@ -176,7 +214,7 @@ class SweepConfig:
             train=TrainConfig(**d["train"]),
             axes=tuple((n, tuple(v)) for n, v in d["axes"]),
             seeds=tuple(d["seeds"]),
-            calibration=d.get("calibration", "random25"),
+            calibration=d.get("calibration", "random25"),  # a sweep from before ``stratified`` keeps its cells
         )
 
 
@@ -192,9 +230,12 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     """A named sweep. ``scale='full'`` is the GPU-sized variant (more cells, steps and seeds).
 
     * ``demo`` (the default of ``zipfhead sweep`` and ``make demo``): in-context classification over K x p_B,
-      6 x 4 cells x 2 seeds, D = 16, L = 16, N = 8, B = 2, alpha = 0, Adam 3e-3, 1600 steps. Expected: in-weights
-      learning at small K (the toy memorises the classes), an induction head at large K with enough burstiness,
-      the boundary moving to larger K as p_B falls.
+      K in {256, ..., 8192} x p_B in {0.5, 0.75, 1} (18 cells) x 2 seeds, D = 16, L = 16, N = 8, B = 2,
+      alpha = 0, Adam 3e-3, 2000 steps. Designed so that a ranking can be scored: the memorisation edge (K = 256)
+      inside the grid, and transitions spanning about 3x, from ~550 steps just above the edge (K = 512-1024) to
+      ~1700 at K = 8192 (the in-context window of ``zipfhead experiment repetition``: the head forms fastest
+      just above the memorisation edge and slows as K grows). Expected: in-weights learning or no head at
+      K = 256 with i.i.d. sequences, an induction head everywhere else, later for larger K.
     * ``chan2022``: alpha x p_B at K = 4096. Expected (Chan et al. 2022): in-context learning needs burstiness;
       it gives way to in-weights learning as alpha grows, the two coexisting near alpha ~ 1. Measured here (fast
       scale): in-context at alpha <= 0.5 for every p_B >= 0.25; at alpha = 1 only with p_B >= 0.75 (ICL 0.96 and
@@ -227,9 +268,9 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     train = TrainConfig(lr=3e-3, batch_size=64, steps=2500, eval_every=100, eval_size=256)
     seeds = (0, 1, 2, 3) if full else (0, 1)
     if name == "demo":
-        Ks = (64, 128, 256, 512, 1024, 4096) if not full else tuple(2**k for k in range(5, 15))
-        pBs = (0.5, 0.75, 0.9, 1.0) if not full else (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
-        demo_train = dataclasses.replace(train, steps=1600) if not full else train
+        Ks = (256, 512, 1024, 2048, 4096, 8192) if not full else tuple(2**k for k in range(6, 16))
+        pBs = (0.5, 0.75, 1.0) if not full else (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+        demo_train = dataclasses.replace(train, steps=2000) if not full else dataclasses.replace(train, steps=4000)
         return SweepConfig("demo", base, _cls_model(), demo_train, (("K", Ks), ("p_B", pBs)), seeds)
     if name == "chan2022":
         alphas = (0.0, 0.5, 1.0, 1.5, 2.0) if not full else tuple(np.round(np.linspace(0, 3, 13), 3))
@@ -333,11 +374,16 @@ def _train_group(cfg: SweepConfig, cells: list[int], d: Path, progress: bool) ->
     run = cfg.group_run(cells)
     result = train(run, d, progress=progress)
     summary = summarise(result)
-    scalar = sorted(k for k, v in result.curves.items() if v.ndim == 2)
+    kept = {k: v for k, v in result.curves.items() if v.ndim == 2}
+    for k, v in result.curves.items():
+        if v.ndim == 4:  # per-head scores (model, step, layer, head): each layer's best head, as name_l<layer>
+            for layer in range(v.shape[2]):
+                kept[f"{k}_l{layer}"] = v[:, :, layer].max(axis=-1)
+    scalar = sorted(kept)
     buf = io.BytesIO()
     np.savez(
         buf,
-        curves=np.stack([result.curves[k] for k in scalar]),  # (measure, model, step)
+        curves=np.stack([kept[k] for k in scalar]),  # (measure, model, step)
         measures=np.asarray(scalar),
         steps=result.steps,
         train_loss=result.train_loss,
@@ -357,6 +403,7 @@ def run_sweep(
     overwrite: bool = False,
     progress: bool = True,
     stop_after_groups: int | None = None,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any] | None:
     """Train every unfinished group of this shard, then (unsharded) aggregate, predict and report.
 
@@ -367,6 +414,8 @@ def run_sweep(
         overwrite: discard whatever ``out_dir`` holds.
         progress: show progress bars (groups, and steps within a group).
         stop_after_groups: stop after training this many groups (tests of resumption).
+        calibration: predict with these constants instead of fitting them, and score every cell (see
+            :func:`finish`); a finished sweep is then scored again.
 
     Returns:
         The held-out evaluation (see :func:`finish`), or None for a shard.
@@ -394,12 +443,17 @@ def run_sweep(
         bar.close()
     if n > 1 or not all(_group_done(out, g) for g in range(len(groups))):
         return None
-    if not todo and (out / "theory.json").exists() and (out / "report.html").exists():
-        return json.loads((out / "theory.json").read_text())["scores"]  # finished earlier: nothing to redo
-    return finish(out)
+    done = not todo and (out / "theory.json").exists() and (out / "report.html").exists()
+    if done and calibration is None:
+        theory = json.loads((out / "theory.json").read_text())
+        if not str(theory.get("calibration_note", "")).startswith("given"):
+            return theory["scores"]  # finished earlier: nothing to redo
+    return finish(out, calibration)
 
 
-def merge(parts: Sequence[str | Path], out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+def merge(
+    parts: Sequence[str | Path], out_dir: str | Path, *, overwrite: bool = False, calibration: Calibration | None = None
+) -> dict[str, Any]:
     """Join the group results of sharded runs of one sweep into ``out_dir``, then aggregate and report."""
     if not parts:
         raise ValueError("parts is empty: give the run directories of the shards")
@@ -425,32 +479,23 @@ def merge(parts: Sequence[str | Path], out_dir: str | Path, *, overwrite: bool =
     missing = [g for g in range(len(cfg.groups())) if not _group_done(out, g)]
     if missing:
         raise ValueError(f"groups {missing} are in none of the parts: run the missing shards first")
-    return finish(out)
+    return finish(out, calibration)
 
 
 # --- aggregation, theory, report -----------------------------------------------------------------------------
 def _measured_phase(task: Any, icl_curve: np.ndarray, iwl_final: float) -> str:
-    from theory.closed_form import phase_from
-
-    thr = icl_threshold(task)
-    k = min(3, icl_curve.size)
-    smooth = np.convolve(icl_curve, np.ones(k) / k, mode="valid") if icl_curve.size else icl_curve
-    final = float(np.mean(icl_curve[-k:])) if icl_curve.size else 0.0
-    formed = bool(smooth.size and smooth.max() >= thr)
-    return phase_from(formed, iwl_final >= IWL_THRESHOLD, formed and final < thr)
+    """A toy's phase from its in-context curve (the one rule of :mod:`theory.transition`) and its final in-weights
+    accuracy."""
+    formed, faded = curve_phase_flags(icl_curve, icl_threshold(task))
+    return phase_from(formed, iwl_final >= IWL_THRESHOLD, faded)
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    if x.size < 3:
-        return math.nan
-    rx = np.argsort(np.argsort(x)).astype(float)
-    ry = np.argsort(np.argsort(y)).astype(float)
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def finish(out_dir: str | Path) -> dict[str, Any]:
+def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
     """Aggregate the finished groups of a sweep: arrays.npz, theory.json (calibrate on the designated cells,
-    predict every cell, score the held-out ones), summary.csv and report.html. Returns the held-out scores."""
+    predict every cell, score the held-out ones), summary.csv and report.html. Returns the held-out scores.
+
+    With ``calibration`` given (``zipfhead sweep --calibration FILE``) nothing is fitted: every cell is predicted
+    with those constants and every cell is scored."""
     out = Path(out_dir)
     cfg = SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
     cells = cfg.cells()
@@ -511,22 +556,26 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
             if tr is not None and phases[c][s] in ("icl", "both", "transient"):
                 measured[c, s] = float(tr)
 
-    # theory: calibrate on the designated cells, predict all, score the others
-    calib = cfg.calibration_cells()
-    rows = []
-    for c in calib:
-        for s in range(S):
-            tr = None if math.isnan(measured[c, s]) else measured[c, s]
-            t = cfg.train
-            rows.append((tasks[c], lrs[c], tr, t.optimizer, t.batch_size, t.steps, wds[c], t.decay_on))
-    try:
-        cal = calibrate_rows(rows, source=f"{out}: cells {calib}")
-        cal_note = "fitted on the calibration cells"
-    except ValueError as err:
-        from theory.predict import load_calibration
+    # theory: calibrate on the designated cells (or take a given calibration), predict all, score the others
+    if calibration is not None:
+        cal, calib = calibration, []
+        cal_note = f"given: {calibration.source}"
+    else:
+        calib = cfg.calibration_cells(np.all(np.isfinite(measured), axis=1))
+        rows = []
+        for c in calib:
+            for s in range(S):
+                tr = None if math.isnan(measured[c, s]) else measured[c, s]
+                t = cfg.train
+                rows.append((tasks[c], lrs[c], tr, t.optimizer, t.batch_size, t.steps, wds[c], t.decay_on))
+        try:
+            cal = calibrate_rows(rows, source=f"{out.name}: cells {calib}")
+            cal_note = "fitted on the calibration cells"
+        except ValueError as err:
+            from theory.predict import load_calibration
 
-        cal = load_calibration()
-        cal_note = f"packaged calibration ({err})"
+            cal = load_calibration()
+            cal_note = f"packaged calibration ({err})"
     preds = predict_many(
         tasks,
         lr=lrs,
@@ -535,10 +584,13 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
         batch_size=cfg.train.batch_size,
         weight_decay=wds,
         decay_on=cfg.train.decay_on,
+        n_layers=cfg.model.n_layers,
         calibration=cal,
     )
     held = [c for c in range(C) if c not in calib]
-    scores = _score(held, measured, phases, preds, S)
+    scores = score_predictions(
+        held, measured, phases, [p["transition_step"] for p in preds], [p["phase"] for p in preds]
+    )
     theory = {
         "calibration": dataclasses.asdict(cal),
         "calibration_note": cal_note,
@@ -591,48 +643,3 @@ def finish(out_dir: str | Path) -> dict[str, Any]:
 
     write_report(out)
     return scores
-
-
-def _score(held: list[int], measured: np.ndarray, phases: list[list[str]], preds: list[dict], S: int) -> dict:
-    """Held-out errors per seed: median relative error of the transition step (cells where both toy and theory
-    have one), Spearman rank correlation, and phase agreement (% of held-out cells); then median and range over
-    the seeds."""
-    rel, rho, agree, n_pairs = [], [], [], []
-    for s in range(S):
-        m = np.array([measured[c, s] for c in held])
-        p = np.array([np.nan if preds[c]["transition_step"] is None else preds[c]["transition_step"] for c in held])
-        ok = np.isfinite(m) & np.isfinite(p)
-        n_pairs.append(int(ok.sum()))
-        rel.append(float(np.median(np.abs(p[ok] - m[ok]) / m[ok])) if ok.any() else math.nan)
-        rho.append(_spearman(m[ok], p[ok]))
-        agree.append(100.0 * float(np.mean([phases[c][s] == preds[c]["phase"] for c in held])) if held else math.nan)
-
-    def spread(v: list[float]) -> dict[str, float]:
-        a = np.array(v, dtype=np.float64)
-        if not np.isfinite(a).any():
-            return {"median": math.nan, "min": math.nan, "max": math.nan}
-        return {"median": float(np.nanmedian(a)), "min": float(np.nanmin(a)), "max": float(np.nanmax(a))}
-
-    return {
-        "held_out_cells": len(held),
-        "pairs_per_seed": n_pairs,
-        "median_relative_error": spread(rel),
-        "spearman": spread(rho),
-        "phase_agreement_percent": spread(agree),
-    }
-
-
-def format_scores(scores: dict[str, Any]) -> str:
-    """The held-out errors as printed at the end of a sweep."""
-
-    def f(d: dict[str, float], fmt: str) -> str:
-        return f"{d['median']:{fmt}} (seeds {d['min']:{fmt}}-{d['max']:{fmt}})"
-
-    return "\n".join(
-        [
-            f"held-out cells: {scores['held_out_cells']} (transition pairs per seed: {scores['pairs_per_seed']})",
-            f"  median relative error of the transition step: {f(scores['median_relative_error'], '.2f')}",
-            f"  Spearman rank correlation:                     {f(scores['spearman'], '.2f')}",
-            f"  phase agreement:                               {f(scores['phase_agreement_percent'], '.0f')} %",
-        ]
-    )

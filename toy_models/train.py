@@ -408,8 +408,16 @@ class Engine:
         if run.kind == "classification":
             L = run.task.L
 
+            D = run.task.D
+
             def evaluate(params, sets):
-                out = {}
+                # RMS norms of the embedding's item rows and of the unembedding's label columns: the scales shared
+                # by the in-weights read-out and the induction circuit (match and copy), for the repetition study
+                W_E, W_U = params["embed"]["W_E"], params["unembed"]["W_U"]
+                out = {
+                    "item_embed_norm": jnp.sqrt(jnp.mean(jnp.sum(W_E[:D] ** 2, axis=-1))),
+                    "unembed_norm": jnp.sqrt(jnp.mean(jnp.sum(W_U**2, axis=0))),
+                }
                 for name, s in sets.items():
                     inputs = classification_inputs(s["items"], s["labels"], L)
                     logits, cache = forward(params, cfg, inputs, cache=True)
@@ -418,10 +426,11 @@ class Engine:
                     out[f"{name}_loss"] = ms.cross_entropy(q, s["labels"][:, -1])
                     if name == "swap":  # how often the answer is the class's own (in-weights) label
                         out["swap_iwl_acc"] = ms.accuracy(q, s["classes"][:, -1] % L)
-                    if name == "icl":
+                    if name in ("icl", "mix"):
                         pattern = cache["pattern"]  # (layers, B, H, T, T)
-                        out["prev_score"] = jax.vmap(ms.item_to_label_previous_score)(pattern)
-                        out["induction_score"] = jax.vmap(ms.query_to_matching_label_score, (0, None))(
+                        prefix = "" if name == "icl" else "mix_"  # novel classes, or the training mixture
+                        out[f"{prefix}prev_score"] = jax.vmap(ms.item_to_label_previous_score)(pattern)
+                        out[f"{prefix}induction_score"] = jax.vmap(ms.query_to_matching_label_score, (0, None))(
                             pattern, s["classes"]
                         )
                 return out

@@ -1,0 +1,120 @@
+"""Control experiments on the toys, each a set of sweeps whose numbers are collected into one findings file.
+
+``repetition`` (issue: theory v2) asks what repetition across training sequences teaches the induction circuit.
+Its sweeps share the demo's toy (N = 8, D = 16, L = 16, B = 2, alpha = 0, eps = 0.1, Adam 3e-3, batch 64) and
+differ in the data only:
+
+* ``K``: the transition step against the number of classes K, from the memorisation edge to K = 16384
+  (p_B = 1, 3 seeds, 3000 steps);
+* ``relabel``: the same classes with their labels redrawn for every sequence (``label_map = per_sequence``): the
+  items still recur across sequences but their labels carry nothing from one sequence to the next;
+* ``novel``: novel classes only (p_C = 1, the K -> infinity limit) and half novel (p_C = 0.5).
+
+Every sweep records the sub-circuits' clocks beside the in-context accuracy: the layer-1 label -> item
+(previous-token) score ``prev_score_l0`` and the layer-2 query -> matching-label score ``induction_score_l1``,
+both on novel-class sequences. :func:`collect` reads the finished sweeps into one JSON-ready dict (with the full
+configs), which ``proofs_notebooks/04_repetition.py`` reads back and asserts on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from theory.predict import icl_threshold
+from theory.transition import curve_phase_flags, half_rise, smoothed_curve
+from toy_models.sweep import SweepConfig, preset
+
+__all__ = ["EXPERIMENTS", "collect", "repetition_sweeps", "run_experiment"]
+
+REPETITION_STEPS = 3000
+REPETITION_SEEDS = (0, 1, 2)
+REPETITION_KS = (256.0, 384.0, 512.0, 768.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
+
+
+def repetition_sweeps(
+    steps: int = REPETITION_STEPS, seeds: tuple[int, ...] = REPETITION_SEEDS
+) -> dict[str, SweepConfig]:
+    """The sweeps of the ``repetition`` experiment (see the module docstring), by name."""
+    demo = preset("demo")
+    train = dataclasses.replace(demo.train, steps=steps)
+    base = dataclasses.replace(demo, train=train, seeds=seeds)
+    task = dataclasses.replace(demo.task, p_B=1.0)
+    return {
+        "K": dataclasses.replace(base, axes=(("K", REPETITION_KS), ("p_B", (1.0,)))),
+        "relabel": dataclasses.replace(
+            base,
+            name="relabel",
+            task=dataclasses.replace(task, label_map="per_sequence"),
+            axes=(("K", (512.0, 1024.0, 4096.0)),),
+        ),
+        "novel": dataclasses.replace(
+            base, name="novel", task=dataclasses.replace(task, K=1024), axes=(("p_C", (0.5, 1.0)),)
+        ),
+    }
+
+
+EXPERIMENTS = {"repetition": repetition_sweeps}
+
+
+def _first_crossing(steps: np.ndarray, curve: np.ndarray, level: float) -> float | None:
+    """First evaluation step at which the 3-point smoothed curve reaches ``level`` (None if never)."""
+    above = np.flatnonzero(smoothed_curve(curve, 3) >= level)
+    return float(steps[above[0]]) if above.size else None
+
+
+def collect(run_dir: str | Path) -> dict[str, Any]:
+    """The numbers of one finished sweep: per cell and seed the transition step (the one rule), the final and peak
+    in-context and in-weights accuracies, and the sub-circuits' clocks (first step each score reaches half its
+    final value, and its value at the transition), with the sweep's full config."""
+    out = Path(run_dir)
+    cfg = SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
+    with np.load(out / "arrays.npz") as z:
+        values, measures, steps = z["values"], [str(m) for m in z["measures"]], z["steps"].astype(np.float64)
+    cells = []
+    for c, cell in enumerate(cfg.cells()):
+        task = cfg.cell_task(cell)
+        rows = []
+        for s, seed in enumerate(cfg.seeds):
+            v = {m: values[c, s, measures.index(m)] for m in measures}
+            tr = half_rise(steps, v["icl_acc"], 1.0 / task.L).time
+            if not curve_phase_flags(v["icl_acc"], icl_threshold(task))[0]:
+                tr = None  # rose, but not to the phase threshold: not a formed head
+            row: dict[str, Any] = {
+                "seed": seed,
+                "transition_step": tr,
+                "icl_final": float(v["icl_acc"][-3:].mean()),
+                "icl_max": float(v["icl_acc"].max()),
+                "iwl_final": float(v["iwl_acc"][-3:].mean()),
+            }
+            for name in ("prev_score_l0", "induction_score_l1"):
+                if name in v:
+                    curve = v[name]
+                    row[f"{name}_final"] = float(curve[-3:].mean())
+                    row[f"{name}_half_step"] = _first_crossing(steps, curve, 0.5 * float(curve[-3:].mean()))
+                    if tr is not None:
+                        row[f"{name}_at_transition"] = float(np.interp(tr, steps, curve))
+            rows.append(row)
+        cells.append({"cell": cell, "seeds": rows})
+    return {"config": cfg.to_dict(), "steps": steps.tolist(), "cells": cells}
+
+
+def run_experiment(name: str, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every sweep of experiment ``name`` under ``out_dir``/<sweep>, then write
+    ``out_dir``/findings.json (write, then rename) with each sweep's :func:`collect`; returns it."""
+    from toy_models.sweep import run_sweep
+    from toy_models.train import _atomic_write
+
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment = {name!r} is not allowed: one of {', '.join(EXPERIMENTS)}")
+    out = Path(out_dir)
+    findings: dict[str, Any] = {"experiment": name}
+    for sweep_name, cfg in EXPERIMENTS[name]().items():
+        run_sweep(cfg, out / sweep_name, progress=progress)
+        findings[sweep_name] = collect(out / sweep_name)
+    _atomic_write(out / "findings.json", lambda f: json.dump(findings, f, indent=1), mode="w")
+    return findings
