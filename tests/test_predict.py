@@ -15,8 +15,12 @@ from toy_models.cli import main
 TASK = ClassificationTask(K=4096, N=8, D=16, L=16, B=2, p_B=1.0, alpha=0.0)
 
 
+#: constants of the order of the packaged fit (reduced model v2 on the demo's toy)
+CAL = Calibration(time_scale=2.8, iw_speed=100.0, kappa=8.0, leak=0.2)
+
+
 def test_predict_both_families():
-    cal = Calibration(time_scale=1.0, iw_speed=30.0, kappa=4.0)
+    cal = CAL
     res = predict(TASK, lr=3e-3, steps=3000, calibration=cal)
     assert res["phase"] in PHASES and res["transition_step"] > 0 and res["inputs"]["K"] == 4096
     # steps scale as 1 / lr at fixed flow time
@@ -33,8 +37,8 @@ def test_weight_decay_is_lr_free_in_flow_time(decay_on):
     """AdamW shrinks weights by lr x wd per step and a step is lr x tau of flow time, so the flow's decay rate is
     wd / tau: at 3x the lr and 1/3 of the steps everything happens at 1/3 of the steps. Decay also changes the
     prediction (it slows the circuit's escape), so the check is not vacuous."""
-    cal = Calibration(time_scale=1.3, iw_speed=30.0, kappa=4.0)
-    kw = {"weight_decay": 0.3, "decay_on": decay_on, "calibration": cal, "closed_form": False}
+    cal = CAL
+    kw = {"weight_decay": 0.1, "decay_on": decay_on, "calibration": cal, "closed_form": False}
     task = TASK
     slow = predict(task, lr=1e-3, steps=9000, **kw)
     fast = predict(task, lr=3e-3, steps=3000, **kw)
@@ -53,7 +57,7 @@ def test_phase_grid_labels_and_shapes():
         ("p_B", np.array([0.0, 0.9, 1.0])),
         lr=3e-3,
         steps=3000,
-        calibration=Calibration(time_scale=1.0, iw_speed=30.0, kappa=4.0),
+        calibration=CAL,
     )
     assert g["phase"].shape == (3, 2) and g["x_name"] == "K"
     assert PHASES[g["phase"][2, 1]] == "icl"  # bursty, many classes
@@ -81,7 +85,7 @@ def _fake_run(tmp_path, name, task, lr, step, steps=3000):
 
 def test_calibrate_recovers_constants_it_generated(tmp_path):
     """Toys synthesised from the model with known constants (on the fit's grid) give those constants back."""
-    truth = Calibration(time_scale=2.0, iw_speed=30.0, kappa=4.0)
+    truth = Calibration(time_scale=2.0, iw_speed=30.0, kappa=4.0, leak=0.2)
     tasks = [ClassificationTask(K=K, N=8, D=16, L=16, B=2, p_B=p, alpha=0.0) for K in (512, 4096) for p in (1.0, 0.8)]
     runs = []
     for i, (task, res) in enumerate(
@@ -91,7 +95,7 @@ def test_calibrate_recovers_constants_it_generated(tmp_path):
     fit = calibrate(runs, kappas=np.array([1.0, 4.0, 16.0]), iw_speeds=np.array([3.0, 30.0, 300.0]))
     # both sides integrate with rtol 1e-4 on different output grids: transition times agree to ~1%
     assert fit.time_scale == pytest.approx(2.0, rel=0.03)
-    assert (fit.kappa, fit.iw_speed) == (4.0, 30.0)
+    assert (fit.kappa, fit.iw_speed, fit.leak) == (4.0, 30.0, 0.2)
     assert np.max(np.abs(fit.residuals)) < 0.03
 
 

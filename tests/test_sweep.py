@@ -74,9 +74,39 @@ def test_sweep_writes_results_theory_and_report(reference):
     assert values.shape[:2] == (4, 2) and values.shape[3] >= 3  # cell x seed x measure x step
     assert len(rows) == 1 + 4 * 2 and rows[0][:4] == ["cell", "K", "p_B", "seed"]
     theory = json.loads((out / "theory.json").read_text())
-    assert len(theory["predictions"]) == 4 and theory["calibration_cells"] == cfg.calibration_cells()
+    made = [all(r[5] != "" for r in rows[1:] if int(r[0]) == c) for c in range(4)]
+    assert len(theory["predictions"]) == 4 and theory["calibration_cells"] == cfg.calibration_cells(made)
+    assert sorted(theory["calibration_cells"] + theory["held_out_cells"]) == [0, 1, 2, 3]
     assert set(printed["scores"]) >= {"median_relative_error", "spearman", "phase_agreement_percent"}
+    assert {"spearman_seed_means", "noise_ceiling"} <= set(theory["scores"])
+    for key in ("spearman", "median_relative_difference"):
+        assert set(theory["scores"]["noise_ceiling"][key]) == {"median", "lo", "hi"}
     assert (out / "report.html").exists()
+
+
+def test_a_given_calibration_is_used_unchanged_and_scores_every_cell(reference, tmp_path):
+    """sweep --calibration FILE on a finished sweep: nothing is fitted, the file's constants predict, every cell
+    is scored; a sweep's theory.json is accepted as the file (its fitted constants)."""
+    import shutil
+
+    out, _, grid = reference
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    given = Path(__file__).resolve().parents[1] / "theory" / "calibration.json"
+    proc = _cli(["sweep", "--grid", str(grid), "--out", str(copy), "--no-progress", "--calibration", str(given)])
+    assert proc.returncode == 0, proc.stderr
+    theory = json.loads((copy / "theory.json").read_text())
+    assert theory["calibration_note"].startswith("given") and theory["calibration_cells"] == []
+    assert theory["held_out_cells"] == [0, 1, 2, 3]
+    packaged = json.loads(given.read_text())
+    assert all(theory["calibration"][k] == packaged[k] for k in ("time_scale", "iw_speed", "kappa", "leak"))
+    proc = _cli(
+        ["sweep", "--grid", str(grid), "--out", str(copy), "--no-progress", "--calibration", str(out / "theory.json")]
+    )
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((copy / "theory.json").read_text())
+    fitted = json.loads((out / "theory.json").read_text())["calibration"]
+    assert again["calibration"]["time_scale"] == fitted["time_scale"]
 
 
 def test_kill_9_then_rerun_equals_the_uninterrupted_run(reference, tmp_path):

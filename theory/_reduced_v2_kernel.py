@@ -7,38 +7,37 @@ import math
 
 import numba as nb
 
-
 @nb.njit(cache=True, fastmath=True)
 def case_terms(a, b, c, e, w, q, s, m, j, n, r, n_o, M):  # noqa: PLR0913
-    x0 = e * w
+    x0 = e*w
     x1 = e**2
-    x2 = b * s * x1
-    x3 = m * math.exp(a * x2)
+    x2 = b*s*x1
+    x3 = m*math.exp(a*x2)
     x4 = j + x3
     x5 = -m + n + x3
-    x6 = 1 / x5
-    x7 = x4 * x6
-    x8 = c * x7
-    x9 = M * math.exp(q - x0 - x8)
-    x10 = r * x6
-    x11 = n_o * math.exp(c * x10 + q - x0 - x8)
+    x6 = 1/x5
+    x7 = x4*x6
+    x8 = c*x7
+    x9 = M*math.exp(q - x0 - x8)
+    x10 = r*x6
+    x11 = n_o*math.exp(c*x10 + q - x0 - x8)
     x12 = x11 + x9
     x13 = x12 + 1
-    x14 = 1 / x13
-    x15 = x14 * x6
-    x16 = c * x3
-    x17 = x15 * x16 * (-x11 * (x10 - x7 + 1) + x9 * (x7 - 1))
-    x18 = a * s
-    x19 = 2 * b * e * x16 * x18
-    x20 = x19 / x5**2
-    x21 = w + x19 * x6 - x20 * x4
-    x22 = x12 * x14
+    x14 = 1/x13
+    x15 = x14*x6
+    x16 = c*x3
+    x17 = x15*x16*(-x11*(x10 - x7 + 1) + x9*(x7 - 1))
+    x18 = a*s
+    x19 = 2*b*e*x16*x18
+    x20 = x19/x5**2
+    x21 = w + x19*x6 - x20*x4
+    x22 = x12*x14
     return (
         math.log(x13),
-        x17 * x2,
-        x1 * x17 * x18,
-        -x15 * (-x11 * (r - x4) + x4 * x9),
-        -x14 * (x11 * (r * x20 + x21) + x21 * x9),
-        -e * x22,
+        x17*x2,
+        x1*x17*x18,
+        -x15*(-x11*(r - x4) + x4*x9),
+        -x14*(x11*(r*x20 + x21) + x21*x9),
+        -e*x22,
         x22,
     )

@@ -214,7 +214,8 @@ def predict_many(
         rtol: the integrator's relative tolerance (1e-4: transition times to ~0.1%; 1e-3: ~1%).
 
     Returns:
-        One dict per task: ``transition_step`` (float or None), ``transition_step_closed_form``, ``phase``,
+        One dict per task: ``transition_step`` (float, or None when the head does not form), ``phase``,
+        ``transition_step_closed_form`` (v1's closed form, :mod:`theory.closed_form`), ``phase_closed_form``,
         ``icl_accuracy`` and ``iwl_accuracy`` at the horizon (proxies), ``icl_max``, and ``inputs``.
     """
     if not tasks:
@@ -261,7 +262,9 @@ def predict_many(
         phase = phase_from(formed, iwl_final >= IWL_THRESHOLD, faded)
         out.append(
             {
-                "transition_step": None if tr.transition is None else tr.transition / per_step,
+                # the half-rise of a curve that never reaches the phase threshold (a one-layer toy's rise to the
+                # copy plateau at B / N) is not an induction head's transition
+                "transition_step": None if tr.transition is None or not formed else tr.transition / per_step,
                 "transition_step_closed_form": None if math.isnan(closed[i]) else float(closed[i]) / per_step,
                 "phase": phase,
                 "phase_closed_form": closed_phase[i],

@@ -76,7 +76,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     print("transition step: " + ("none before the horizon" if step is None else f"{step:.0f}"))
     if res["phase_closed_form"] is not None:
         closed_txt = "none before the horizon" if closed is None else f"{closed:.0f}"
-        print(f"  closed form: phase {res['phase_closed_form']}, transition step {closed_txt}")
+        print(f"  closed form of reduced model v1: phase {res['phase_closed_form']}, transition step {closed_txt}")
     print(f"in-context accuracy at the horizon (proxy): {res['icl_accuracy']:.3f} (max {res['icl_max']:.3f})")
     print(f"in-weights accuracy at the horizon (proxy): {res['iwl_accuracy']:.3f}")
     print(f"calibration: {cal.source}")

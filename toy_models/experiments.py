@@ -8,7 +8,9 @@ differ in the data only:
   (p_B = 1, 3 seeds, 3000 steps);
 * ``relabel``: the same classes with their labels redrawn for every sequence (``label_map = per_sequence``): the
   items still recur across sequences but their labels carry nothing from one sequence to the next;
-* ``novel``: novel classes only (p_C = 1, the K -> infinity limit) and half novel (p_C = 0.5).
+* ``novel``: novel classes only (p_C = 1, the K -> infinity limit) and half novel (p_C = 0.5);
+* ``features``: K in {512, 2048, 8192, 16384} for 1000 steps, 2 seeds: the item features' growth before the head
+  forms (``item_embed_norm``, the RMS norm of the embedding's item rows; ``unembed_norm``, of the unembedding).
 
 Every sweep records the sub-circuits' clocks beside the in-context accuracy: the layer-1 label -> item
 (previous-token) score ``prev_score_l0`` and the layer-2 query -> matching-label score ``induction_score_l1``,
@@ -33,6 +35,18 @@ __all__ = ["EXPERIMENTS", "collect", "repetition_sweeps", "run_experiment"]
 
 REPETITION_STEPS = 3000
 REPETITION_SEEDS = (0, 1, 2)
+#: the curves kept per model in the findings (regular evaluation grid)
+CURVES = (
+    "icl_acc",
+    "mix_acc",
+    "item_embed_norm",
+    "unembed_norm",
+    "prev_score_l0",
+    "induction_score_l0",
+    "induction_score_l1",
+    "mix_induction_score_l0",
+    "mix_induction_score_l1",
+)
 REPETITION_KS = (256.0, 384.0, 512.0, 768.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
 
 
@@ -45,15 +59,22 @@ def repetition_sweeps(
     base = dataclasses.replace(demo, train=train, seeds=seeds)
     task = dataclasses.replace(demo.task, p_B=1.0)
     return {
-        "K": dataclasses.replace(base, axes=(("K", REPETITION_KS), ("p_B", (1.0,)))),
+        "K": dataclasses.replace(base, name="repetition_K", axes=(("K", REPETITION_KS), ("p_B", (1.0,)))),
+        "features": dataclasses.replace(
+            base,
+            name="repetition_features",
+            train=dataclasses.replace(train, steps=1000),
+            seeds=seeds[:2],
+            axes=(("K", (512.0, 2048.0, 8192.0, 16384.0)), ("p_B", (1.0,))),
+        ),
         "relabel": dataclasses.replace(
             base,
-            name="relabel",
+            name="repetition_relabel",
             task=dataclasses.replace(task, label_map="per_sequence"),
             axes=(("K", (512.0, 1024.0, 4096.0)),),
         ),
         "novel": dataclasses.replace(
-            base, name="novel", task=dataclasses.replace(task, K=1024), axes=(("p_C", (0.5, 1.0)),)
+            base, name="repetition_novel", task=dataclasses.replace(task, K=1024), axes=(("p_C", (0.5, 1.0)),)
         ),
     }
 
@@ -91,6 +112,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
                 "icl_max": float(v["icl_acc"].max()),
                 "iwl_final": float(v["iwl_acc"][-3:].mean()),
             }
+            row["curves"] = {name: v[name].tolist() for name in CURVES if name in v}
             for name in ("prev_score_l0", "induction_score_l1"):
                 if name in v:
                     curve = v[name]
