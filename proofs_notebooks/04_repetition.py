@@ -162,9 +162,10 @@ for sweep in ("relabel", "novel"):
 # %% [markdown]
 # ## 4. The sub-circuits' clocks: the circuit forms as one, and no label shortcut precedes it
 #
-# The layer-1 label -> item (previous-token) score and the layer-2 query -> matching-label score reach half their
-# final values within one evaluation of each other at every K: neither sub-circuit is the slow one when
-# repetition is scarce; the whole product is slower. And before the head forms, layer 2 attends to the matching
+# Above the memorisation edge the layer-1 label -> item (previous-token) score and the layer-2 query ->
+# matching-label score reach half their final values within one evaluation (100 steps) of each other at every K:
+# neither sub-circuit is the slow one when repetition is scarce; the whole product is slower. At the edge
+# (K = 256) the previous-token score leads by 100-200 steps. And before the head forms, layer 2 attends to the matching
 # label no more on the training classes (whose labels the in-weights path knows) than on novel ones: the fixed
 # labels do not help through an attention shortcut to the remembered label.
 
@@ -173,8 +174,11 @@ for cell in F["K"]["cells"]:
     for r in cell["seeds"]:
         if r["transition_step"] is None:
             continue
-        gap = abs(r["prev_score_l0_half_step"] - r["induction_score_l1_half_step"])
-        check("clocks", gap <= 100.0, f"K = {cell['cell']['K']}: the sub-circuits' half-steps {gap} apart")
+        lead = r["induction_score_l1_half_step"] - r["prev_score_l0_half_step"]
+        if cell["cell"]["K"] >= 384:
+            check("clocks", abs(lead) <= 100.0, f"K = {cell['cell']['K']}: the sub-circuits' half-steps {lead} apart")
+        else:  # at the memorisation edge the previous-token step leads
+            check("clocks", 0 <= lead <= 300.0, f"K = {cell['cell']['K']}: matching lags by {lead}")
 mix = curve("features", "mix_induction_score_l1")
 novel_att = curve("features", "induction_score_l1")
 for k in feat:
@@ -186,12 +190,14 @@ for k in feat:
 # ## 5. The reduced model v2 beside the toys
 #
 # `theory.reduced_v2` adds the item-feature gain e to v1's state: the match is x = s a b e^2, the in-weights logit
-# e w, and an untrained read-out leaks noise of variance e^2 leak on every label (the Jensen margin q). With a
-# fixed label map, memorisation pulls e up (faster for smaller K: a class recurs more often, so its read-out grows
-# sooner), and the escape of (a, b) from the saddle speeds up as e^2; with nothing to memorise the leak pulls e
-# down and the escape stalls. Its constants, fitted to these toys (time scale, in-weights clock, capacity and leak,
-# by `theory.predict.calibrate_rows` on the K, relabel and novel sweeps' 42 models), reproduce the window within
-# the seeds' spread, and the two controls.
+# e w, and an untrained read-out leaks noise of variance e^2 leak on every label (the Jensen margin q). The leak
+# first pulls e down; with a fixed label map memorisation rebuilds it (sooner for smaller K: a class recurs more
+# often, so its read-out grows sooner), and the escape of (a, b) from the saddle, which goes as e^2, completes as
+# it does; with nothing to memorise e goes to 0 and the escape stalls. (The toys' item rows grow from the start
+# instead of dipping first: v2 reproduces the order and timing of the head, not the early feature trajectory.)
+# Its constants, fitted to these toys (time scale, in-weights clock, capacity and leak, by
+# `theory.predict.calibrate_rows` on the K, relabel and novel sweeps' 42 models), reproduce the window within the
+# seeds' spread, and the two controls.
 
 # %%
 FIT = Calibration(time_scale=2.82, iw_speed=97.0, kappa=8.0, init=0.1, leak=0.2)

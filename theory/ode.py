@@ -5,9 +5,9 @@ vector ``prm`` (Q,):
 
 * ``drift(y, data, prm, out)`` writes dy/dt into ``out[:P]`` (``out`` has ``scratch`` >= P entries for the
   drift's own use);
-* ``probe(y, data, prm, row)`` writes what is recorded at an output time into ``row`` (K,); ``row[0]`` is the
-  in-context curve whose transition the one rule of :mod:`theory.transition` locates (on every accepted step,
-  unsmoothed: the curve is noise-free), with chance ``chance``.
+* ``track(y, data, prm)`` returns the in-context curve whose transition the one rule of :mod:`theory.transition`
+  locates (on every accepted step, unsmoothed: the curve is noise-free), with chance ``chance``;
+* ``probe(y, data, prm, row)`` writes what is recorded at an output time into ``row`` (K,).
 
 :func:`integrate_cells` runs many cells at once (``prange``), each padded to the same shapes. Dense output at the
 requested times is cubic Hermite interpolation between accepted steps.
@@ -26,16 +26,14 @@ __all__ = ["integrate_cells"]
 
 
 @nb.njit(cache=True)
-def _integrate_one(drift, probe, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
+def _integrate_one(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
     """One cell; returns (attempted steps, transition time or NaN). Outputs past ``max_steps`` are NaN."""
     P = y0.shape[0]
     n_track = min(max_steps, 100_000) + 1
     track_t = np.empty(n_track)
     track_v = np.empty(n_track)
-    row = np.empty(rec.shape[1])
-    probe(y0, data, prm, row)
     track_t[0] = 0.0
-    track_v[0] = row[0]
+    track_v[0] = track(y0, data, prm)
     count = 1
     y = y0.copy()
     k1 = np.empty(scratch)
@@ -87,9 +85,8 @@ def _integrate_one(drift, probe, y0, data, prm, chance, t_out, rtol, atol, max_s
                 y[p] = y_new[p]
                 k1[p] = k4[p]
             if count < n_track:
-                probe(y, data, prm, row)
                 track_t[count] = t
-                track_v[count] = row[0]
+                track_v[count] = track(y, data, prm)
                 count += 1
         h = h * min(5.0, max(0.2, 0.9 * (1.0 / max(err, 1e-10)) ** (1.0 / 3.0)))
     for jj in range(j, t_out.shape[0]):
@@ -99,19 +96,33 @@ def _integrate_one(drift, probe, y0, data, prm, chance, t_out, rtol, atol, max_s
 
 
 @nb.njit(cache=True, parallel=True)
-def _integrate_many(drift, probe, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
+def _integrate_many(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
     n = y0.shape[0]
     steps = np.zeros(n, dtype=np.int64)
     tstar = np.zeros(n)
     for i in nb.prange(n):
         steps[i], tstar[i] = _integrate_one(
-            drift, probe, y0[i], data[i], prm[i], chance[i], t_out[i], rtol, atol, max_steps, scratch, rec[i], ys[i]
+            drift,
+            track,
+            probe,
+            y0[i],
+            data[i],
+            prm[i],
+            chance[i],
+            t_out[i],
+            rtol,
+            atol,
+            max_steps,
+            scratch,
+            rec[i],
+            ys[i],
         )
     return steps, tstar
 
 
 def integrate_cells(
     drift,
+    track,
     probe,
     y0: np.ndarray,
     data: np.ndarray,
@@ -128,7 +139,7 @@ def integrate_cells(
     """Integrate n cells of one model.
 
     Args:
-        drift, probe: the model's Numba functions (see the module docstring).
+        drift, track, probe: the model's Numba functions (see the module docstring).
         y0: (n, P) initial states; data: (n, R, W) case tables; prm: (n, Q) parameters; chance: (n,) the chance
             level of each cell's tracked curve; t_out: (n, E) output times (each strictly increasing, >= 0).
         n_record: K, the length of the probe's row.
@@ -144,6 +155,7 @@ def integrate_cells(
     ys = np.full((n, E, P), np.nan)
     _, tstar = _integrate_many(
         drift,
+        track,
         probe,
         np.ascontiguousarray(y0, dtype=np.float64),
         np.ascontiguousarray(data, dtype=np.float64),
