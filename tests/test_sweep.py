@@ -205,4 +205,8 @@ def test_presets_are_valid_and_the_default_is_large_enough():
             cfg = sw.preset(name, scale)
             assert cfg.cells() and cfg.groups()
     demo = sw.preset("demo")
-    assert len(demo.cells()) >= 24 and len(demo.seeds) >= 2 and len(demo.groups()) == 1
+    assert len(demo.seeds) >= 2 and len(demo.groups()) == 1
+    # a ranking can be scored: at least 12 held-out cells, K from the memorisation edge to at least 8192
+    Ks = dict(demo.axes)["K"]
+    assert len(demo.cells()) - len(demo.calibration_cells(np.ones(len(demo.cells()), bool))) >= 12
+    assert min(Ks) <= 256 and max(Ks) >= 8192

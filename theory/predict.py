@@ -58,6 +58,10 @@ PHASES = ("icl", "iwl", "both", "neither", "transient")
 #: in-weights accuracy at which in-weights learning counts as formed (chance is 1 / L)
 IWL_THRESHOLD = 0.5
 DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")
+#: distinct distributions from which every constant is fitted; with 3 to 7, only time_scale and iw_speed are
+#: (kappa and leak keep the packaged values), with fewer only time_scale: a handful of cells cannot pin four
+#: constants (the demo's 4 calibration cells alone picked iw_speed = 1, kappa = 16)
+FULL_FIT_DISTRIBUTIONS = 8
 
 
 def icl_threshold(task: ClassificationTask | TokenStreamTask) -> float:
@@ -391,7 +395,9 @@ def calibrate(
     transition predicted within the toy's training steps where the toy made none, or the reverse). A toy counts as
     having made a transition only if it ended above :func:`icl_threshold` (a run stopped mid-rise would place its
     half-way point on the plateau's onset). With fewer than three distinct distributions only time_scale is fitted
-    (kappa and iw_speed keep the packaged values): they are not identifiable from one or two.
+    (kappa and iw_speed keep the packaged values): they are not identifiable from one or two; with fewer than
+    :data:`FULL_FIT_DISTRIBUTIONS`, time_scale and iw_speed (kappa and leak keep the packaged values); with more,
+    all four (leak on the grid 0.05, 0.1, 0.2, 0.4).
 
     Args:
         run_dirs: ``zipfhead train`` output directories (config.json + summary.json each).
@@ -428,6 +434,8 @@ def calibrate_rows(
     distinct = {t.to_json() for t in tasks}
     if len(distinct) < 3:
         kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
+    elif len(distinct) < FULL_FIT_DISTRIBUTIONS:
+        kappas = np.array([base.kappa])  # the capacity (and v2's leak) keep the packaged values: too few cells
     kappas = np.geomspace(0.5, 16.0, 6) if kappas is None else np.asarray(kappas, dtype=np.float64)
     iw_speeds = np.geomspace(1.0, 3000.0, 8) if iw_speeds is None else np.asarray(iw_speeds, dtype=np.float64)
     # flow-time horizon: a multiple of the largest lr x step product, the largest time_scale we allow. Adam's
@@ -444,7 +452,8 @@ def calibrate_rows(
     where = np.array([unique.index(k) for k in keys])
     first = [keys.index(u) for u in unique]
     has_classification = any(isinstance(t, ClassificationTask) for t in tasks)
-    leaks = np.array([0.05, 0.1, 0.2, 0.4]) if has_classification and len(distinct) >= 3 else np.array([base.leak])
+    full = has_classification and len(distinct) >= FULL_FIT_DISTRIBUTIONS
+    leaks = np.array([0.05, 0.1, 0.2, 0.4]) if full else np.array([base.leak])
     candidates = [(float(k), float(r), float(q)) for k in kappas for r in iw_speeds for q in leaks]
     cells = []
     for kappa, rho, leak in candidates:

@@ -55,7 +55,7 @@ def repetition_sweeps(
 ) -> dict[str, SweepConfig]:
     """The sweeps of the ``repetition`` experiment (see the module docstring), by name."""
     demo = preset("demo")
-    train = dataclasses.replace(demo.train, steps=steps)
+    train = dataclasses.replace(demo.train, steps=steps, lr=3e-3)  # the reproductions' rate
     base = dataclasses.replace(demo, train=train, seeds=seeds)
     task = dataclasses.replace(demo.task, p_B=1.0)
     return {

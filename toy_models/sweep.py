@@ -230,12 +230,13 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     """A named sweep. ``scale='full'`` is the GPU-sized variant (more cells, steps and seeds).
 
     * ``demo`` (the default of ``zipfhead sweep`` and ``make demo``): in-context classification over K x p_B,
-      K in {256, ..., 8192} x p_B in {0.5, 0.75, 1} (18 cells) x 2 seeds, D = 16, L = 16, N = 8, B = 2,
-      alpha = 0, Adam 3e-3, 2000 steps. Designed so that a ranking can be scored: the memorisation edge (K = 256)
-      inside the grid, and transitions spanning about 3x, from ~550 steps just above the edge (K = 512-1024) to
-      ~1700 at K = 8192 (the in-context window of ``zipfhead experiment repetition``: the head forms fastest
-      just above the memorisation edge and slows as K grows). Expected: in-weights learning or no head at
-      K = 256 with i.i.d. sequences, an induction head everywhere else, later for larger K.
+      K in {256, ..., 16384} (9 values) x p_B in {0.75, 1} (18 cells) x 2 seeds, D = 16, L = 16, N = 8, B = 2,
+      alpha = 0, Adam 6e-3 (twice the reproductions' rate, so that K = 16384 transitions within the budget),
+      1500 steps. Designed so that a ranking can be scored: the memorisation edge (K = 256 with i.i.d.
+      sequences) inside the grid, and transitions spanning about 3x, from ~300 steps just above the edge to
+      ~850 at K = 8192-16384 (the in-context window of ``zipfhead experiment repetition``: the head forms
+      fastest just above the memorisation edge and later as K grows). Expected: no head at K = 256 with
+      p_B = 0.75, an induction head everywhere else, later for larger K.
     * ``chan2022``: alpha x p_B at K = 4096. Expected (Chan et al. 2022): in-context learning needs burstiness;
       it gives way to in-weights learning as alpha grows, the two coexisting near alpha ~ 1. Measured here (fast
       scale): in-context at alpha <= 0.5 for every p_B >= 0.25; at alpha = 1 only with p_B >= 0.75 (ICL 0.96 and
@@ -268,9 +269,9 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     train = TrainConfig(lr=3e-3, batch_size=64, steps=2500, eval_every=100, eval_size=256)
     seeds = (0, 1, 2, 3) if full else (0, 1)
     if name == "demo":
-        Ks = (256, 512, 1024, 2048, 4096, 8192) if not full else tuple(2**k for k in range(6, 16))
-        pBs = (0.5, 0.75, 1.0) if not full else (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
-        demo_train = dataclasses.replace(train, steps=2000) if not full else dataclasses.replace(train, steps=4000)
+        Ks = (256, 384, 512, 768, 1024, 2048, 4096, 8192, 16384) if not full else tuple(2**k for k in range(6, 16))
+        pBs = (0.75, 1.0) if not full else (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+        demo_train = dataclasses.replace(train, lr=6e-3, steps=1500 if not full else 3000)
         return SweepConfig("demo", base, _cls_model(), demo_train, (("K", Ks), ("p_B", pBs)), seeds)
     if name == "chan2022":
         alphas = (0.0, 0.5, 1.0, 1.5, 2.0) if not full else tuple(np.round(np.linspace(0, 3, 13), 3))
