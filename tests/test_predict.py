@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from theory.distributions import ClassificationTask, TokenStreamTask
-from theory.predict import PHASES, Calibration, calibrate, load_calibration, phase_grid, predict, predict_many
+from theory.predict import (
+    FULL_FIT_DISTRIBUTIONS,
+    PHASES,
+    Calibration,
+    calibrate,
+    load_calibration,
+    phase_grid,
+    predict,
+    predict_many,
+)
 from toy_models.cli import main
 
 TASK = ClassificationTask(K=4096, N=8, D=16, L=16, B=2, p_B=1.0, alpha=0.0)
@@ -86,13 +95,16 @@ def _fake_run(tmp_path, name, task, lr, step, steps=3000):
 def test_calibrate_recovers_constants_it_generated(tmp_path):
     """Toys synthesised from the model with known constants (on the fit's grid) give those constants back."""
     truth = Calibration(time_scale=2.0, iw_speed=30.0, kappa=4.0, leak=0.2)
-    tasks = [ClassificationTask(K=K, N=8, D=16, L=16, B=2, p_B=p, alpha=0.0) for K in (512, 4096) for p in (1.0, 0.8)]
+    # 8 distributions: enough for every constant to be fitted (FULL_FIT_DISTRIBUTIONS)
+    Ks = (512, 1024, 2048, 4096)
+    tasks = [ClassificationTask(K=K, N=8, D=16, L=16, B=2, p_B=p, alpha=0.0) for K in Ks for p in (1.0, 0.8)]
     runs = []
     for i, (task, res) in enumerate(
         zip(tasks, predict_many(tasks, lr=3e-3, steps=3000, calibration=truth), strict=True)
     ):
         runs.append(_fake_run(tmp_path, f"r{i}", task, 3e-3, res["transition_step"]))
     fit = calibrate(runs, kappas=np.array([1.0, 4.0, 16.0]), iw_speeds=np.array([3.0, 30.0, 300.0]))
+    assert FULL_FIT_DISTRIBUTIONS <= len(tasks)
     # both sides integrate with rtol 1e-4 on different output grids: transition times agree to ~1%
     assert fit.time_scale == pytest.approx(2.0, rel=0.03)
     assert (fit.kappa, fit.iw_speed, fit.leak) == (4.0, 30.0, 0.2)

@@ -84,29 +84,29 @@ def test_sweep_writes_results_theory_and_report(reference):
     assert (out / "report.html").exists()
 
 
-def test_a_given_calibration_is_used_unchanged_and_scores_every_cell(reference, tmp_path):
+def test_a_given_calibration_is_used_unchanged_and_scores_every_cell(reference, tmp_path, capsys):
     """sweep --calibration FILE on a finished sweep: nothing is fitted, the file's constants predict, every cell
-    is scored; a sweep's theory.json is accepted as the file (its fitted constants)."""
+    is scored; a sweep's theory.json is accepted as the file (its fitted constants). In-process: the groups are
+    done, so only the aggregation runs."""
     import shutil
 
     out, _, grid = reference
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
     given = Path(__file__).resolve().parents[1] / "theory" / "calibration.json"
-    proc = _cli(["sweep", "--grid", str(grid), "--out", str(copy), "--no-progress", "--calibration", str(given)])
-    assert proc.returncode == 0, proc.stderr
+    args = ["sweep", "--grid", str(grid), "--out", str(copy), "--no-progress", "--calibration"]
+    assert main([*args, str(given)]) == 0
     theory = json.loads((copy / "theory.json").read_text())
     assert theory["calibration_note"].startswith("given") and theory["calibration_cells"] == []
     assert theory["held_out_cells"] == [0, 1, 2, 3]
     packaged = json.loads(given.read_text())
     assert all(theory["calibration"][k] == packaged[k] for k in ("time_scale", "iw_speed", "kappa", "leak"))
-    proc = _cli(
-        ["sweep", "--grid", str(grid), "--out", str(copy), "--no-progress", "--calibration", str(out / "theory.json")]
-    )
-    assert proc.returncode == 0, proc.stderr
+    assert main([*args, str(out / "theory.json")]) == 0
     again = json.loads((copy / "theory.json").read_text())
     fitted = json.loads((out / "theory.json").read_text())["calibration"]
     assert again["calibration"]["time_scale"] == fitted["time_scale"]
+    assert main([*args, str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_kill_9_then_rerun_equals_the_uninterrupted_run(reference, tmp_path):

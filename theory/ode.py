@@ -1,6 +1,6 @@
-"""An adaptive Bogacki-Shampine 3(2) integrator for the reduced models, generic over the model's drift.
+"""An adaptive Bogacki-Shampine 3(2) integrator: the one integrator of the reduced models v1 and v2.
 
-A model supplies two Numba functions of a flat state ``y`` (P,), a case table ``data`` (R, W) and a parameter
+Each model supplies three Numba functions of a flat state ``y`` (P,), a case table ``data`` (R, W) and a parameter
 vector ``prm`` (Q,):
 
 * ``drift(y, data, prm, out)`` writes dy/dt into ``out[:P]`` (``out`` has ``scratch`` >= P entries for the
@@ -9,8 +9,11 @@ vector ``prm`` (Q,):
   locates (on every accepted step, unsmoothed: the curve is noise-free), with chance ``chance``;
 * ``probe(y, data, prm, row)`` writes what is recorded at an output time into ``row`` (K,).
 
-:func:`integrate_cells` runs many cells at once (``prange``), each padded to the same shapes. Dense output at the
-requested times is cubic Hermite interpolation between accepted steps.
+:func:`integrate_cells` runs many cells of one model at once (``prange``), each padded to the same shapes. The
+model is named by an integer (:data:`MODELS`) and dispatched inside the compiled code: Numba cannot cache a
+function that takes other compiled functions as arguments (its cache index would pickle argument types holding
+the compiling process's dispatchers), and an uncached integrator costs every process 10-20 s of compilation.
+Dense output at the requested times is cubic Hermite interpolation between accepted steps.
 """
 
 from __future__ import annotations
@@ -20,20 +23,48 @@ import math
 import numba as nb
 import numpy as np
 
+import theory.reduced as _v1  # the models' functions are read by Numba when it compiles, not at import
+import theory.reduced_v2 as _v2
 from theory.transition import MIN_RISE, crossing
 
-__all__ = ["integrate_cells"]
+__all__ = ["MODELS", "integrate_cells"]
+
+#: the reduced models this integrator runs, by the integer its kernels dispatch on
+MODELS = {"v1": 1, "v2": 2}
 
 
 @nb.njit(cache=True)
-def _integrate_one(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
+def _drift(model, y, data, prm, out):
+    if model == 1:
+        _v1._flow(y, data, prm, out)
+    else:
+        _v2.drift(y, data, prm, out)
+
+
+@nb.njit(cache=True)
+def _track(model, y, data, prm):
+    if model == 1:
+        return _v1._track(y, data, prm)
+    return _v2.track(y, data, prm)
+
+
+@nb.njit(cache=True)
+def _probe(model, y, data, prm, row):
+    if model == 1:
+        _v1._probe(y, data, prm, row)
+    else:
+        _v2.probe(y, data, prm, row)
+
+
+@nb.njit(cache=True)
+def _integrate_one(model, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
     """One cell; returns (attempted steps, transition time or NaN). Outputs past ``max_steps`` are NaN."""
     P = y0.shape[0]
     n_track = min(max_steps, 100_000) + 1
     track_t = np.empty(n_track)
     track_v = np.empty(n_track)
     track_t[0] = 0.0
-    track_v[0] = track(y0, data, prm)
+    track_v[0] = _track(model, y0, data, prm)
     count = 1
     y = y0.copy()
     k1 = np.empty(scratch)
@@ -42,11 +73,11 @@ def _integrate_one(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol
     k4 = np.empty(scratch)
     tmp = np.empty(P)
     y_new = np.empty(P)
-    drift(y, data, prm, k1)
+    _drift(model, y, data, prm, k1)
     t = 0.0
     j = 0
     while j < t_out.shape[0] and t_out[j] <= 0.0:
-        probe(y, data, prm, rec[j])
+        _probe(model, y, data, prm, rec[j])
         ys[j, :] = y
         j += 1
     h = max(t_out[-1] * 1e-6, 1e-9)
@@ -55,13 +86,13 @@ def _integrate_one(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol
         h = min(h, t_out[-1] - t)
         for p in range(P):
             tmp[p] = y[p] + 0.5 * h * k1[p]
-        drift(tmp, data, prm, k2)
+        _drift(model, tmp, data, prm, k2)
         for p in range(P):
             tmp[p] = y[p] + 0.75 * h * k2[p]
-        drift(tmp, data, prm, k3)
+        _drift(model, tmp, data, prm, k3)
         for p in range(P):
             y_new[p] = y[p] + h * (2.0 / 9.0 * k1[p] + 1.0 / 3.0 * k2[p] + 4.0 / 9.0 * k3[p])
-        drift(y_new, data, prm, k4)
+        _drift(model, y_new, data, prm, k4)
         err = 0.0
         for p in range(P):
             e = h * (-5.0 / 72.0 * k1[p] + 1.0 / 12.0 * k2[p] + 1.0 / 9.0 * k3[p] - 0.125 * k4[p])
@@ -77,7 +108,7 @@ def _integrate_one(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol
                 h11 = u**3 - u**2
                 for p in range(P):
                     tmp[p] = h00 * y[p] + h10 * h * k1[p] + h01 * y_new[p] + h11 * h * k4[p]
-                probe(tmp, data, prm, rec[j])
+                _probe(model, tmp, data, prm, rec[j])
                 ys[j, :] = tmp
                 j += 1
             t = t_new
@@ -86,7 +117,7 @@ def _integrate_one(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol
                 k1[p] = k4[p]
             if count < n_track:
                 track_t[count] = t
-                track_v[count] = track(y, data, prm)
+                track_v[count] = _track(model, y, data, prm)
                 count += 1
         h = h * min(5.0, max(0.2, 0.9 * (1.0 / max(err, 1e-10)) ** (1.0 / 3.0)))
     for jj in range(j, t_out.shape[0]):
@@ -96,34 +127,17 @@ def _integrate_one(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol
 
 
 @nb.njit(cache=True, parallel=True)
-def _integrate_many(drift, track, probe, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
-    n = y0.shape[0]
-    steps = np.zeros(n, dtype=np.int64)
-    tstar = np.zeros(n)
-    for i in nb.prange(n):
-        steps[i], tstar[i] = _integrate_one(
-            drift,
-            track,
-            probe,
-            y0[i],
-            data[i],
-            prm[i],
-            chance[i],
-            t_out[i],
-            rtol,
-            atol,
-            max_steps,
-            scratch,
-            rec[i],
-            ys[i],
-        )
-    return steps, tstar
+def _integrate_many(model, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
+    tstar = np.zeros(y0.shape[0])
+    for i in nb.prange(y0.shape[0]):
+        tstar[i] = _integrate_one(
+            model, y0[i], data[i], prm[i], chance[i], t_out[i], rtol, atol, max_steps, scratch, rec[i], ys[i]
+        )[1]
+    return tstar
 
 
 def integrate_cells(
-    drift,
-    track,
-    probe,
+    model: str,
     y0: np.ndarray,
     data: np.ndarray,
     prm: np.ndarray,
@@ -139,7 +153,7 @@ def integrate_cells(
     """Integrate n cells of one model.
 
     Args:
-        drift, track, probe: the model's Numba functions (see the module docstring).
+        model: ``v1`` or ``v2`` (:data:`MODELS`).
         y0: (n, P) initial states; data: (n, R, W) case tables; prm: (n, Q) parameters; chance: (n,) the chance
             level of each cell's tracked curve; t_out: (n, E) output times (each strictly increasing, >= 0).
         n_record: K, the length of the probe's row.
@@ -149,14 +163,14 @@ def integrate_cells(
     Returns:
         (rec (n, E, K), ys (n, E, P), transition (n,) flow times, NaN where none).
     """
+    if model not in MODELS:
+        raise ValueError(f"model = {model!r} is not allowed: one of {', '.join(MODELS)}")
     n, P = y0.shape
     E = t_out.shape[1]
     rec = np.full((n, E, n_record), np.nan)
     ys = np.full((n, E, P), np.nan)
-    _, tstar = _integrate_many(
-        drift,
-        track,
-        probe,
+    tstar = _integrate_many(
+        MODELS[model],
         np.ascontiguousarray(y0, dtype=np.float64),
         np.ascontiguousarray(data, dtype=np.float64),
         np.ascontiguousarray(prm, dtype=np.float64),

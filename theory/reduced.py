@@ -47,7 +47,6 @@ from theory._codegen import kernel_module, write_module
 from theory._reduced_kernel import case_terms
 from theory._validate import check_int, check_real
 from theory.distributions import ClassificationTask, TokenStreamTask
-from theory.ode import integrate_cells
 
 __all__ = [
     "CASE_LOSS",
@@ -560,10 +559,10 @@ def integrate_grid(
     prm = np.concatenate([np.stack(head, axis=1), bin_size, bin_p], axis=1)
     chance = 1.0 / (1.0 + icl[:, 0, 4] + icl[:, 0, 5])
     P = y0.shape[1]
+    from theory.ode import integrate_cells  # theory.ode imports this module
+
     res, ys, tstar = integrate_cells(
-        _flow,
-        _track,
-        _probe,
+        "v1",
         y0,
         data,
         prm,

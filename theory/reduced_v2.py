@@ -52,7 +52,6 @@ from theory._codegen import kernel_module, write_module
 from theory._reduced_v2_kernel import case_terms
 from theory._validate import check_int, check_real
 from theory.distributions import ClassificationTask
-from theory.ode import integrate_cells
 from theory.reduced import ReducedParams, _zipf_bins
 
 __all__ = [
@@ -405,9 +404,9 @@ def integrate_v2(
         if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0) or t[0] < 0:
             raise ValueError("t_out must be a 1-d array of at least 2 finite, strictly increasing times >= 0")
     y0, data, prm, chance, t_out = pack([(cs, p, np.asarray(t, dtype=np.float64)) for cs, p, t in cells])
-    rec, ys, tstar = integrate_cells(
-        drift, track, probe, y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps
-    )
+    from theory.ode import integrate_cells  # theory.ode imports this module
+
+    rec, ys, tstar = integrate_cells("v2", y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps)
     out = []
     for i, (cs, _, _) in enumerate(cells):
         G = cs.bin_size.shape[0]
