@@ -210,3 +210,22 @@ def test_presets_are_valid_and_the_default_is_large_enough():
     Ks = dict(demo.axes)["K"]
     assert len(demo.cells()) - len(demo.calibration_cells(np.ones(len(demo.cells()), bool))) >= 12
     assert min(Ks) <= 256 and max(Ks) >= 8192
+
+
+def test_experiment_findings_read_a_finished_sweep(reference):
+    """collect() gives every cell and seed of a sweep with its config, its transition by the one rule on the
+    regular grid (None where the phase never formed), and the kept curves; an unknown experiment is refused."""
+    from toy_models.experiments import collect, run_experiment
+
+    out, _, _ = reference
+    found = collect(out)
+    cfg = sw.SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
+    assert found["config"] == json.loads(json.dumps(cfg.to_dict()))
+    assert [c["cell"] for c in found["cells"]] == cfg.cells()
+    for cell in found["cells"]:
+        assert [r["seed"] for r in cell["seeds"]] == list(cfg.seeds)
+        for r in cell["seeds"]:
+            assert len(r["curves"]["icl_acc"]) == len(found["steps"])
+            assert r["transition_step"] is None or found["steps"][0] <= r["transition_step"] <= found["steps"][-1]
+    with pytest.raises(ValueError, match="experiment = 'bogus'"):
+        run_experiment("bogus", out)
