@@ -242,25 +242,20 @@ def bench_statistics(K: int = 10**6, repeats: int = 5) -> list[dict[str, Any]]:
 # --- theory: the reduced model --------------------------------------------------------------------------------
 _TWIN_SCRIPT = """
 import json, sys, time
-import numpy as np
 from theory.distributions import ClassificationTask
-from theory.reduced import ReducedParams, classification_cases, integrate_grid
+from theory.predict import load_calibration, predict_many
 cells = json.loads(sys.argv[1])
-items = []
-for c in cells:
-    task = ClassificationTask(**c["task"])
-    t = np.array(c["t"])
-    items.append((classification_cases(task), ReducedParams(**c["params"]), t))
+tasks = [ClassificationTask(**c) for c in cells]
 t0 = time.perf_counter()
-integrate_grid(items, rtol=1e-3, with_loss=False)
-print(json.dumps({"seconds": time.perf_counter() - t0, "cells": len(items)}))
+predict_many(tasks, lr=3e-3, steps=3000, calibration=load_calibration(), closed_form=False, rtol=1e-3, n_times=24)
+print(json.dumps({"seconds": time.perf_counter() - t0, "cells": len(tasks)}))
 """
 
 
 def bench_theory(n: int = 100, twin_cells: int = 2, repeats: int = 3) -> dict[str, Any]:
-    """The reduced model's speed: an n x n (alpha x p_B) phase diagram by integration and by closed form, and the
-    per-cell ratio of the Numba integrator to its plain-Python twin (the same code with ``NUMBA_DISABLE_JIT=1``,
-    run in a subprocess on ``twin_cells`` cells).
+    """The reduced model's speed: an n x n (alpha x p_B) phase diagram by integration (v2, through predict_many)
+    and by v1's closed form, and the per-cell ratio of the Numba integrator to its plain-Python twin (the same
+    prediction with ``NUMBA_DISABLE_JIT=1``, run in a subprocess on ``twin_cells`` cells).
 
     Returns:
         {"cells", "integration_s", "closed_form_s", "numba_ms_per_cell", "python_ms_per_cell", "speedup"}.
@@ -290,16 +285,8 @@ def bench_theory(n: int = 100, twin_cells: int = 2, repeats: int = 3) -> dict[st
     ]
     horizon = cal.time_scale * lr * steps
     closed = _median_seconds(lambda: phases_closed_form(tasks, params, horizon), repeats)
-    t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-4, horizon, 23)])
     picks = np.linspace(0, len(tasks) - 1, twin_cells).astype(int)
-    cells = [
-        {
-            "task": {k: v for k, v in tasks[i].to_dict().items() if k != "kind"},
-            "params": {"D": 16, "init": cal.init, "iw_speed": cal.iw_speed, "kappa": cal.kappa, "optimizer": "adam"},
-            "t": t_out.tolist(),
-        }
-        for i in picks
-    ]
+    cells = [{k: v for k, v in tasks[i].to_dict().items() if k != "kind"} for i in picks]
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     proc = subprocess.run(
         [sys.executable, "-c", _TWIN_SCRIPT, json.dumps(cells)], env=env, capture_output=True, text=True, check=True
