@@ -662,6 +662,7 @@ passed("9 transience", 4)
 #    timing of the head, not the early shape of the feature trajectory.
 
 # %%
+from theory.predict import load_calibration
 from theory.reduced import CASE_LOSS as V1_LOSS
 from theory.reduced_v2 import CASE_LOSS as V2_LOSS
 from theory.reduced_v2 import CASE_SYMBOLS as V2_SYMBOLS
@@ -707,12 +708,16 @@ print(f"collisions per i.i.d. context: sampler {j_draws.mean():.4f}, cases {j_me
 passed("10 v2", 1)
 
 # 6. the integrated v2 with the repetition toys' constants (notebook 04): e, and the window
-fit = ParamsV2(D=16, kappa=8.0, iw_speed=97.0, leak=0.2, init=0.1, optimizer="adam", batch=64)
-t_v2 = np.concatenate([[0.0], np.geomspace(1e-3, 3e-3 * 3000 * 2.82, 120)])
+packaged = load_calibration()  # fitted to the repetition toys
+tau = packaged.time_scale
+fit = ParamsV2(
+    D=16, kappa=packaged.kappa, iw_speed=packaged.iw_speed, leak=packaged.leak, init=packaged.init, optimizer="adam"
+)
+t_v2 = np.concatenate([[0.0], np.geomspace(1e-3, 3e-3 * 3000 * tau, 120)])
 window = [ClassificationTask(K=k, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0) for k in (1024, 4096, 16384)]
 novel_only = ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0, p_C=1.0)
 trs = integrate_v2([(cases_v2(tk), fit, t_v2) for tk in [*window, novel_only]], rtol=1e-5)
-mid = np.searchsorted(t_v2, 3e-3 * 400 * 2.82)  # step 400 in flow time
+mid = np.searchsorted(t_v2, 3e-3 * 400 * tau)  # step 400 in flow time
 e400 = [float(tr.state[mid, 3]) for tr in trs]
 print("e at step 400 (K = 1024, 4096, 16384, novel):", [round(v, 3) for v in e400])
 assert e400[0] > e400[1] > e400[2] > e400[3] >= 0.0

@@ -49,7 +49,7 @@ import numpy as np
 from scipy import stats
 
 from theory.distributions import ClassificationTask
-from theory.predict import Calibration, predict_many
+from theory.predict import load_calibration, predict_many
 
 START = time.perf_counter()
 CHECKS: dict[str, int] = {}
@@ -200,7 +200,8 @@ for k in feat:
 # seeds' spread, and the two controls.
 
 # %%
-FIT = Calibration(time_scale=2.82, iw_speed=97.0, kappa=8.0, init=0.1, leak=0.2)
+FIT = load_calibration()  # the packaged calibration is this fit
+print(f"fitted: time_scale {FIT.time_scale:.3g}, iw_speed {FIT.iw_speed:.3g}, kappa {FIT.kappa:.3g}, leak {FIT.leak}")
 tasks = [ClassificationTask(K=int(k), N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0) for k in above]
 controls = [
     ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0, p_C=1.0),

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.distributions import ClassificationTask
-from theory.predict import Calibration, predict_many
+from theory.predict import load_calibration, predict_many
 from theory.reduced_v2 import (
     COLUMNS,
     KERNEL_MODULE,
@@ -32,8 +32,8 @@ from theory.reduced_v2 import (
 )
 
 DEMO = ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0)
-#: constants of the fit to the repetition experiment's toys (K sweep, relabelled and novel controls)
-FIT = Calibration(time_scale=2.82, iw_speed=97.0, kappa=8.0, init=0.1, leak=0.2)
+#: the packaged calibration: the fit to the repetition toys (K sweep, relabelled and novel controls)
+FIT = load_calibration()
 
 
 def test_generated_kernel_is_the_current_derivation():
@@ -57,10 +57,11 @@ def naive_loss(y: list[float], table: np.ndarray, sizes: list[float], s: float, 
     return total
 
 
-states = st.lists(st.floats(-1.5, 1.5), min_size=2, max_size=2).flatmap(
-    lambda ab: st.tuples(
-        st.just(ab), st.floats(0, 4), st.floats(0.3, 3), st.lists(st.floats(-1, 1), min_size=12, max_size=12)
-    )
+states = st.tuples(
+    st.tuples(st.floats(-1.5, 1.5), st.floats(-1.5, 1.5)),  # (a, b)
+    st.floats(0, 4),  # c
+    st.floats(0.3, 3),  # e
+    st.lists(st.floats(-1, 1), min_size=12, max_size=12),  # read-outs (G <= 12)
 )
 
 
@@ -104,7 +105,7 @@ def test_adam_drift_is_the_normalised_gradient():
     d = np.zeros(y.size)
     gradient(y, data[0], prm[0], g)
     drift(y, data[0], prm[0], d)
-    want = np.concatenate([-g[:4] / np.sqrt(g[:4] ** 2 + 1 / 64)])
+    want = -g[:4] / np.sqrt(g[:4] ** 2 + 1 / 64)
     bin_p = cs.bin_mass / cs.bin_size
     want_w = 30.0 * -g[4:] / np.sqrt(g[4:] ** 2 + bin_p / 64)
     np.testing.assert_allclose(d[:4], want, rtol=1e-12)

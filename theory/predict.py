@@ -1,8 +1,9 @@
-"""Predictions for a trained toy: transition step and phase from the data's statistics and three constants.
+"""Predictions for a trained toy: transition step and phase from the data's statistics and four constants.
 
-The reduced model (:mod:`theory.reduced`) runs in gradient-flow time. Three calibration constants map it onto a
-toy trained by zipfhead (:class:`Calibration`, stored as JSON; the packaged default is ``calibration.json`` beside
-this module, fitted by ``zipfhead calibrate`` on the runs named in its ``source`` field):
+The reduced models (:mod:`theory.reduced_v2` for in-context classification, :mod:`theory.reduced` for token
+streams) run in gradient-flow time. Four calibration constants map them onto a toy trained by zipfhead
+(:class:`Calibration`, stored as JSON; the packaged default is ``calibration.json`` beside this module, fitted on
+the runs named in its ``source`` field):
 
 * ``time_scale`` (tau): flow time per unit of learning rate x training steps. Needed because the toy's induction
   circuit is a product of several weight matrices and Adam rescales gradients, so one optimiser step moves the
@@ -12,6 +13,8 @@ this module, fitted by ``zipfhead calibrate`` on the runs named in its ``source`
 * ``kappa``: the in-weights capacity in units of the second-order estimate D L. Needed because that estimate
   (Gaussian interference of a linear read-out, expanded to second order) is a bound, and the toy's read-out also
   uses the positional and label dimensions of its residual stream.
+* ``leak`` (v2 only): the logit noise an untrained item read-out puts on every label, per unit of the item
+  features' squared scale; with nothing to memorise it is what pulls the item features down.
 
 ``init`` (theta0, the initial previous-token and match strength) is not fitted: at initialisation a label token
 attends roughly uniformly over the ~N + 1 earlier positions, so the weight on its own item is about 1 / (N + 1) ~
@@ -386,18 +389,18 @@ def calibrate(
     kappas: np.ndarray | None = None,
     iw_speeds: np.ndarray | None = None,
 ) -> Calibration:
-    """Fit (time_scale, iw_speed, kappa) to trained toys by least squares on log transition steps.
+    """Fit (time_scale, iw_speed, kappa, leak) to trained toys by least squares on log transition steps.
 
-    For each candidate (kappa, iw_speed) on a log grid the reduced model's flow-time transition t_i of every model is
-    integrated (one parallel batch); the best time_scale is then explicit, log tau = mean(log t_i - log lr_i -
-    log step_i) over the toys that made a transition, and the candidate with the smallest cost wins: the sum of
-    squared log residuals, plus 4 (a factor e^2 miss) for every toy whose outcome the candidate gets wrong (a
-    transition predicted within the toy's training steps where the toy made none, or the reverse). A toy counts as
-    having made a transition only if it ended above :func:`icl_threshold` (a run stopped mid-rise would place its
-    half-way point on the plateau's onset). With fewer than three distinct distributions only time_scale is fitted
-    (kappa and iw_speed keep the packaged values): they are not identifiable from one or two; with fewer than
-    :data:`FULL_FIT_DISTRIBUTIONS`, time_scale and iw_speed (kappa and leak keep the packaged values); with more,
-    all four (leak on the grid 0.05, 0.1, 0.2, 0.4).
+    For each candidate (kappa, iw_speed, leak) on a log grid the reduced model's flow-time transition t_i of every
+    distinct distribution is integrated (one parallel batch); the best time_scale is then explicit, log tau =
+    mean(log t_i - log lr_i - log step_i) over the toys that made a transition, and the candidate with the smallest
+    cost wins: the sum of squared log residuals, plus 4 (a factor e^2 miss) for every toy whose outcome the
+    candidate gets wrong (a transition predicted within the toy's training steps where the toy made none, or the
+    reverse). A toy counts as having made a transition only if it ended above :func:`icl_threshold` (a run stopped
+    mid-rise would place its half-way point on the plateau's onset). With fewer than three distinct distributions
+    only time_scale is fitted (kappa and iw_speed keep the packaged values): they are not identifiable from one or
+    two; with fewer than :data:`FULL_FIT_DISTRIBUTIONS`, time_scale and iw_speed (kappa and leak keep the packaged
+    values); with more, all four (leak on the grid 0.05, 0.1, 0.2, 0.4).
 
     Args:
         run_dirs: ``zipfhead train`` output directories (config.json + summary.json each).

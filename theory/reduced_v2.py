@@ -410,14 +410,13 @@ def integrate_v2(
     out = []
     for i, (cs, _, _) in enumerate(cells):
         G = cs.bin_size.shape[0]
-        keep = list(range(N_STATE)) + list(range(N_STATE, N_STATE + G))
         out.append(
             TrajectoryV2(
                 t=t_out[i],
                 icl=rec[i, :, 0],
                 iwl=rec[i, :, 1],
                 loss=rec[i, :, 2],
-                state=ys[i][:, keep],
+                state=ys[i][:, : N_STATE + G],
                 q=rec[i, :, 4],
                 L=cs.L,
                 transition=None if math.isnan(tstar[i]) else float(tstar[i]),

@@ -115,7 +115,11 @@ def add_predict_parser(sub: Any, add_distribution_flags: Any, add_train_flags: A
     p = sub.add_parser("predict", help="the theory's transition step and phase for a distribution")
     add_distribution_flags(p)
     add_train_flags(p)
-    p.add_argument("--calibration", default=None, help="calibration file [the packaged theory/calibration.json]")
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="a calibration JSON, or a sweep's theory.json [theory/calibration.json, packaged]",
+    )
     p.add_argument(
         "--grid",
         nargs="+",

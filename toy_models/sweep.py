@@ -234,7 +234,7 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
       alpha = 0, Adam 6e-3 (twice the reproductions' rate, so that K = 16384 transitions within the budget),
       1500 steps. Designed so that a ranking can be scored: the memorisation edge (K = 256 with i.i.d.
       sequences) inside the grid, and transitions spanning about 3x, from ~300 steps just above the edge to
-      ~850 at K = 8192-16384 (the in-context window of ``zipfhead experiment repetition``: the head forms
+      ~900-1000 at K = 16384 (the in-context window of ``zipfhead experiment repetition``: the head forms
       fastest just above the memorisation edge and later as K grows). Expected: no head at K = 256 with
       p_B = 0.75, an induction head everywhere else, later for larger K.
     * ``chan2022``: alpha x p_B at K = 4096. Expected (Chan et al. 2022): in-context learning needs burstiness;

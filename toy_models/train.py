@@ -406,9 +406,7 @@ class Engine:
     def _eval_fn(self) -> Callable:
         cfg, run = self.run.model, self.run
         if run.kind == "classification":
-            L = run.task.L
-
-            D = run.task.D
+            L, D = run.task.L, run.task.D
 
             def evaluate(params, sets):
                 # RMS norms of the embedding's item rows and of the unembedding's label columns: the scales shared
