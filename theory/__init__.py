@@ -10,6 +10,8 @@ This package never imports JAX or ``toy_models``. The public face:
   :func:`zipf_statistics`, :func:`rank_sum` (each with ``method="exact" | "asymptotic" | "reference"``).
 """
 
+# first: it keys the Numba caches of every theory module on the package's sources (see its docstring)
+import theory._jit_cache  # noqa: F401
 from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 from theory.samplers import (
     class_means,
