@@ -210,6 +210,9 @@ def test_presets_are_valid_and_the_default_is_large_enough():
     Ks = dict(demo.axes)["K"]
     assert len(demo.cells()) - len(demo.calibration_cells(np.ones(len(demo.cells()), bool))) >= 12
     assert min(Ks) <= 256 and max(Ks) >= 8192
+    # the reproduction presets train as the demo does, so that the demo's calibration carries over unchanged
+    for name in ("chan2022", "reddy2024"):
+        assert sw.preset(name).train == demo.train
 
 
 def test_experiment_findings_read_a_finished_sweep(reference):
