@@ -95,3 +95,24 @@ def test_registering_twice_keeps_one_locator_per_numba_locator(tmp_path: Path) -
         assert len(ours) == len(numba_own) and classes[: len(ours)] == ours  # tried first, one per Numba locator
     finally:
         classes[:] = [c for c in classes if c.__dict__.get("_zipfhead_package") != tmp_path.resolve()]
+
+
+def test_a_module_imported_after_an_edit_shares_no_cache(tmp_path: Path) -> None:
+    """The package's digest is taken when it is registered; a module imported after its sources changed compiles
+    code that digest does not describe (here f inlines the edited g), and its kernels must never load elsewhere."""
+    _callee(tmp_path, 1)
+    (tmp_path / "callerlib.py").write_text(
+        "from numba import njit\nfrom callee import g\n\n\n@njit(cache=True)\ndef f():\n    return g()\n"
+    )
+    head = "from pathlib import Path\nfrom theory._jit_cache import register_package\nregister_package(Path('.'))\n"
+    edit = "Path('callee.py').write_text(Path('callee.py').read_text().replace('return 1', 'return 3'))\n"
+    (tmp_path / "late.py").write_text(head + edit + "from callerlib import f\nprint(f())\n")
+    (tmp_path / "check.py").write_text(head + "from callerlib import f\nprint(f())\n")
+
+    def run(script: str) -> int:
+        out = subprocess.run([sys.executable, script], cwd=tmp_path, capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+
+    assert run("late.py") == 3  # registered before the edit, imported f and g after it
+    _callee(tmp_path, 1)  # the sources are again those the late process's digest was taken from
+    assert run("check.py") == 1  # its cached f (with g = 3 inside) must not load
