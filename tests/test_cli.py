@@ -71,29 +71,45 @@ def test_symbolic_and_latex(capsys):
     assert "\\sum" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["stats", "--K", "0"], "K = 0"),
-        (["stats", "--alpha", "-1"], "alpha = -1.0"),
-        (["stats", "--alpha", "nan"], "alpha = nan"),
-        (["stats", "--B", "3"], "B = 3"),
-        (["stats", "--p_B", "1.5"], "p_B = 1.5"),
-        (["stats", "--L", "1"], "L = 1"),
-        (["stats", "--T", "1"], "T = 1"),
-        (["stats", "--K", "ten"], "--K"),
-        (["stats", "--c", "0"], "c = 0.0"),
-        (["nonsense"], "nonsense"),
-    ],
-)
-def test_bad_input_is_one_line_and_status_2(args, needle):
-    """Bad input: exit status 2, one line on stderr naming the parameter, no traceback."""
+BAD_INPUT = [
+    (["stats", "--K", "0"], "K = 0"),
+    (["stats", "--alpha", "-1"], "alpha = -1.0"),
+    (["stats", "--alpha", "nan"], "alpha = nan"),
+    (["stats", "--B", "3"], "B = 3"),
+    (["stats", "--p_B", "1.5"], "p_B = 1.5"),
+    (["stats", "--L", "1"], "L = 1"),
+    (["stats", "--T", "1"], "T = 1"),
+    (["stats", "--K", "ten"], "--K"),
+    (["stats", "--c", "0"], "c = 0.0"),
+    (["nonsense"], "nonsense"),
+]
+
+
+def _one_error_line(stderr: str, needle: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("zipfhead: error:") and needle in lines[0]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_INPUT)
+def test_bad_input_is_one_line_and_status_2(args, needle, capsys):
+    """Bad input: exit status 2, one line on stderr naming the parameter, no traceback (in-process: the
+    subprocess test below runs two of them as a user would)."""
+    try:
+        status = main(args)
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    assert status == 2
+    _one_error_line(capsys.readouterr().err, needle)
+
+
+@pytest.mark.parametrize(("args", "needle"), [BAD_INPUT[0], BAD_INPUT[7]])
+def test_bad_input_from_the_command_line(args, needle):
+    """The same from a real process: a value error and a parser error."""
     out = run(*args)
     assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("zipfhead: error:") and needle in lines[0]
-    assert "Traceback" not in out.stderr
+    _one_error_line(out.stderr, needle)
 
 
 def test_bench_quick_runs(capsys):
