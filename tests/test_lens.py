@@ -213,7 +213,8 @@ def test_cli_export(trained, tmp_path, capsys):
 def test_old_run_without_params_loads_from_checkpoint(trained, tmp_path):
     """A run directory written before params.npz existed exports from its last checkpoint, identically."""
     run_dir, _ = trained
-    for name in ("config.json", "checkpoint.npz", "checkpoint.json"):
+    payload = json.loads((run_dir / "checkpoint.json").read_text())["payload"]
+    for name in ("config.json", payload, "checkpoint.json"):
         (tmp_path / name).write_bytes((run_dir / name).read_bytes())
     for m in range(2):
         _, from_ckpt = lens.load_params(tmp_path, m)

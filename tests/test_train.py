@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -65,6 +66,46 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     for name in full.curves:
         np.testing.assert_array_equal(resumed.curves[name], full.curves[name], err_msg=name)
     np.testing.assert_array_equal(resumed.train_loss, full.train_loss)
+
+
+def _assert_same_run(a, b) -> None:
+    np.testing.assert_array_equal(a.steps, b.steps)
+    for name in b.curves:
+        np.testing.assert_array_equal(a.curves[name], b.curves[name], err_msg=name)
+    np.testing.assert_array_equal(a.train_loss, b.train_loss)
+
+
+def test_a_kill_between_payload_and_manifest_resumes_from_the_previous_checkpoint(tmp_path):
+    """The state a kill leaves after a new payload was written and before the manifest named it: the manifest
+    still names the previous (complete) payload, so the resume starts there and ends equal to an uninterrupted
+    run; the orphan payload is removed at the next checkpoint."""
+    run = run_of([0, 1])
+    full = train(run, progress=False)
+    killed, later = tmp_path / "killed", tmp_path / "later"
+    train(run, killed, progress=False, stop_after=16)
+    shutil.copytree(killed, later)
+    train(run, later, progress=False, stop_after=24)  # writes the next payload and manifest
+    newer = json.loads((later / "checkpoint.json").read_text())["payload"]
+    assert newer != json.loads((killed / "checkpoint.json").read_text())["payload"]
+    shutil.copy(later / newer, killed / newer)  # the payload landed, the manifest did not
+    _assert_same_run(train(run, killed, progress=False), full)
+    assert len(list(killed.glob("checkpoint*.npz"))) == 1
+
+
+def test_a_payload_that_does_not_match_its_manifest_is_discarded(tmp_path):
+    """Arrays that are not the manifest's (the old layout's failure: one checkpoint's arrays, another's history)
+    are detected by the hash, discarded with a warning, and the run starts over to the same numbers."""
+    run = run_of([0, 1])
+    full = train(run, progress=False)
+    other = tmp_path / "other"
+    train(run, tmp_path, progress=False, stop_after=16)
+    train(run, other, progress=False, stop_after=24)
+    payload = json.loads((tmp_path / "checkpoint.json").read_text())["payload"]
+    newer = json.loads((other / "checkpoint.json").read_text())["payload"]
+    (tmp_path / payload).write_bytes((other / newer).read_bytes())
+    with pytest.warns(UserWarning, match="does not match its manifest"):
+        resumed = train(run, tmp_path, progress=False)
+    _assert_same_run(resumed, full)
 
 
 def test_checkpoint_of_another_config_is_refused(tmp_path):

@@ -114,7 +114,7 @@ def _run_dir_params(run_dir: Path, model_index: int) -> tuple[Any, dict[str, np.
     if (run_dir / "params.npz").exists():
         with np.load(run_dir / "params.npz", allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    elif (run_dir / "checkpoint.npz").exists():  # runs written before params.npz existed
+    elif (run_dir / "checkpoint.json").exists():  # runs written before params.npz existed
         import jax
         import jax.numpy as jnp
 
@@ -124,10 +124,13 @@ def _run_dir_params(run_dir: Path, model_index: int) -> tuple[Any, dict[str, np.
         M = len(run.model_seeds)
         zeros = jnp.zeros(M, jnp.float32)  # lr and weight decay: only their shapes matter here
         template = jax.eval_shape(Engine(run).init, jnp.zeros((M, 2), jnp.uint32), zeros, zeros)
-        state, *_ = load_checkpoint(run_dir, template)
+        loaded = load_checkpoint(run_dir, template)
+        if loaded is None:
+            raise ValueError(f"{run_dir} holds no consistent checkpoint (its payload is missing or damaged)")
+        state = loaded[0]
         arrays = param_arrays(state["params"])
     else:
-        raise ValueError(f"{run_dir} holds no trained parameters (params.npz or checkpoint.npz)")
+        raise ValueError(f"{run_dir} holds no trained parameters (params.npz or a checkpoint)")
     return run, _select(arrays, True, model_index)
 
 
@@ -135,7 +138,7 @@ def load_params(source: Any, model_index: int = 0, *, cfg: Any = None) -> tuple[
     """(ModelConfig, flat float32 arrays named by TransformerLens's state-dict keys) of one model.
 
     Args:
-        source: a run directory (``config.json`` and ``params.npz``, or the last ``checkpoint.npz`` of a run
+        source: a run directory (``config.json`` and ``params.npz``, or the last checkpoint of a run
             written before params.npz existed); or parameters: a pytree as :func:`toy_models.model.init_params`
             returns it (or a run's, with a leading model axis), or a flat dict with state-dict keys.
         model_index: which model of a run (or of stacked parameters).

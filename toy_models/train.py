@@ -19,9 +19,12 @@ whose loss becomes NaN or inf is marked diverged and frozen; its batch-mates go 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -496,21 +499,53 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
     os.replace(tmp, path)
 
 
+CHECKPOINT = "checkpoint.json"  #: the manifest of a run directory's one consistent checkpoint
+
+
 def save_checkpoint(path: Path, state: Any, step: int, history: dict[str, Any], run: RunConfig) -> None:
-    """State leaves as npz (no pickle), with step, evaluation history and config in JSON; both written atomically."""
+    """One consistent checkpoint: the state's leaves as an npz payload named by its step (no pickle), then the
+    manifest ``checkpoint.json`` (step, evaluation history, config, the payload's name and SHA-256), each written
+    atomically, then the older payloads removed. A kill at any point leaves the manifest naming a complete payload
+    (the new one, or the previous one, still there), so a resume never pairs one checkpoint's arrays with another's
+    history."""
     leaves = jax.tree_util.tree_leaves(state)
-    arrays = {f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
-    _atomic_write(path / "checkpoint.npz", lambda f: np.savez(f, **arrays))
-    meta = {"step": step, "history": history, "config": run.to_dict(), "n_leaves": len(leaves)}
-    _atomic_write(path / "checkpoint.json", lambda f: json.dump(meta, f), mode="w")
+    buf = io.BytesIO()
+    np.savez(buf, **{f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)})
+    payload = f"checkpoint-{step:010d}.npz"
+    _atomic_write(path / payload, lambda f: f.write(buf.getvalue()))
+    meta = {
+        "step": step,
+        "history": history,
+        "config": run.to_dict(),
+        "n_leaves": len(leaves),
+        "payload": payload,
+        "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+    }
+    _atomic_write(path / CHECKPOINT, lambda f: json.dump(meta, f), mode="w")
+    for old in path.glob("checkpoint*.npz*"):
+        if old.name != payload:
+            old.unlink(missing_ok=True)  # superseded payloads, the old single-file layout, and half-written .tmp
 
 
 def load_checkpoint(path: Path, template: Any) -> tuple[Any, int, dict[str, Any], dict[str, Any]] | None:
-    """(state, step, history, config) from :func:`save_checkpoint`, or None if there is none."""
-    if not (path / "checkpoint.json").exists():
+    """(state, step, history, config) of the checkpoint that ``checkpoint.json`` names, or None if there is none.
+    A checkpoint whose payload is missing or does not match the manifest's hash is discarded with a warning (the
+    run then starts over: correct, only slower). Directories of the older layout (``checkpoint.npz`` beside the
+    manifest, no hash) still load."""
+    if not (path / CHECKPOINT).exists():
         return None
-    meta = json.loads((path / "checkpoint.json").read_text())
-    with np.load(path / "checkpoint.npz", allow_pickle=False) as data:
+    meta = json.loads((path / CHECKPOINT).read_text())
+    payload = path / meta.get("payload", "checkpoint.npz")
+    if not payload.exists():
+        warnings.warn(f"{path / CHECKPOINT} names {payload.name}, which is missing: starting over", stacklevel=2)
+        return None
+    data_bytes = payload.read_bytes()
+    if "sha256" in meta and hashlib.sha256(data_bytes).hexdigest() != meta["sha256"]:
+        warnings.warn(
+            f"{payload} does not match its manifest's hash: checkpoint discarded, starting over", stacklevel=2
+        )
+        return None
+    with np.load(io.BytesIO(data_bytes), allow_pickle=False) as data:
         leaves = [jnp.asarray(data[f"leaf_{i:04d}"]) for i in range(meta["n_leaves"])]
     treedef = jax.tree_util.tree_structure(template)
     return jax.tree_util.tree_unflatten(treedef, leaves), meta["step"], meta["history"], meta["config"]
