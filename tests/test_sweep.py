@@ -191,6 +191,17 @@ def test_a_directory_of_another_config_is_refused_unless_overwrite(tmp_path, cap
     assert "not a sweep directory" in capsys.readouterr().err
 
 
+def test_a_kill_while_writing_the_config_does_not_block_the_rerun(tmp_path):
+    """A kill during config.json's write leaves only config.json.tmp: the rerun removes it and starts."""
+    cfg = sw.load_grid_file(_grid_file(tmp_path), sw.preset("demo"))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json.tmp").write_text('{"name": "half-writ')
+    sw._check_config(out, cfg, overwrite=False)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    sw._check_config(out, cfg, overwrite=False)  # and it is recognised as the same sweep
+
+
 def test_weight_decay_axis_gives_each_cell_its_decay():
     cfg = sw.preset("transience")
     assert "weight_decay" in cfg.axis_names and cfg.train.decay_on == "attention"

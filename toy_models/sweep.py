@@ -356,6 +356,9 @@ def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
     path = out / "config.json"
     if out.exists() and overwrite:
         shutil.rmtree(out)
+    if out.is_dir():
+        for leftover in out.glob("*.tmp"):  # a write that a kill interrupted (config.json.tmp, say): never data
+            leftover.unlink(missing_ok=True)
     if path.exists():
         old = json.loads(path.read_text())
         try:  # through the dataclass, so that a field added later with its default still matches
