@@ -202,6 +202,25 @@ def test_a_kill_while_writing_the_config_does_not_block_the_rerun(tmp_path):
     sw._check_config(out, cfg, overwrite=False)  # and it is recognised as the same sweep
 
 
+def test_a_diverging_cell_is_marked_and_the_report_is_still_written(tmp_path, monkeypatch):
+    """lr = 50 sends the loss past the divergence bound (it stays finite): those models are marked diverged in
+    summary.csv and the report, are neither calibrated on nor scored, and the sweep finishes."""
+    monkeypatch.setenv("ZIPFHEAD_VMAP_WIDTH", "1")
+    grid = tmp_path / "lr.json"
+    grid.write_text(json.dumps(GRID | {"axes": {"K": [512], "lr": [0.003, 50.0]}}))
+    out = tmp_path / "run"
+    assert main(["sweep", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    by_lr = {float(r["lr"]): r for r in rows if r["seed"] == "0"}
+    assert by_lr[50.0]["diverged"] == "1" and by_lr[50.0]["measured_phase"] == sw.DIVERGED
+    assert by_lr[0.003]["diverged"] == "0" and by_lr[0.003]["measured_phase"] != sw.DIVERGED
+    theory = json.loads((out / "theory.json").read_text())
+    diverging_cell = int(by_lr[50.0]["cell"])
+    assert diverging_cell not in theory["held_out_cells"] and by_lr[50.0]["predicted_phase"] == ""
+    assert ">diverged<" in (out / "report.html").read_text()  # its row of the summary table
+
+
 def test_weight_decay_axis_gives_each_cell_its_decay():
     cfg = sw.preset("transience")
     assert "weight_decay" in cfg.axis_names and cfg.train.decay_on == "attention"

@@ -46,6 +46,7 @@ from theory.transition import curve_phase_flags
 __all__ = [
     "DEFAULT_CALIBRATION",
     "IWL_THRESHOLD",
+    "LR_MAX",
     "PHASES",
     "Calibration",
     "calibrate",
@@ -61,6 +62,9 @@ PHASES = ("icl", "iwl", "both", "neither", "transient")
 #: in-weights accuracy at which in-weights learning counts as formed (chance is 1 / L)
 IWL_THRESHOLD = 0.5
 DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")
+#: the largest learning rate the theory predicts for (a flow-time horizon of tau x lr x steps: far past what the
+#: reduced model was fitted on; the toys diverge long before)
+LR_MAX = 10.0
 #: distinct distributions from which every constant is fitted; with 3 to 7, only time_scale and iw_speed are
 #: (kappa and leak keep the packaged values), with fewer only time_scale: a handful of cells cannot pin four
 #: constants (the demo's 4 calibration cells alone picked iw_speed = 1, kappa = 16)
@@ -232,7 +236,7 @@ def predict_many(
     lrs = [lr] * len(tasks) if np.isscalar(lr) else list(lr)
     if len(lrs) != len(tasks):
         raise ValueError(f"lr has {len(lrs)} values for {len(tasks)} tasks: give one, or one per task")
-    lrs = [check_real("lr", v, 0.0, 10.0, low_open=True) for v in lrs]
+    lrs = [check_real("lr", v, 0.0, LR_MAX, low_open=True) for v in lrs]
     wds = [weight_decay] * len(tasks) if np.isscalar(weight_decay) else list(weight_decay)
     if len(wds) != len(tasks):
         raise ValueError(f"weight_decay has {len(wds)} values for {len(tasks)} tasks: give one, or one per task")

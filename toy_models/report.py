@@ -41,8 +41,15 @@ __all__ = ["REQUIRED_FILES", "write_report"]
 
 REQUIRED_FILES = ("config.json", "arrays.npz", "summary.csv", "theory.json")
 ICL_PHASES = ("icl", "both", "transient")
-_LETTER = {"icl": "I", "iwl": "W", "both": "B", "neither": "N", "transient": "T"}
-_PHASE_COLOURS = {"icl": "#1f77b4", "iwl": "#d62728", "both": "#9467bd", "neither": "#888888", "transient": "#ff7f0e"}
+_LETTER = {"icl": "I", "iwl": "W", "both": "B", "neither": "N", "transient": "T", "diverged": "D"}
+_PHASE_COLOURS = {
+    "icl": "#1f77b4",
+    "iwl": "#d62728",
+    "both": "#9467bd",
+    "neither": "#888888",
+    "transient": "#ff7f0e",
+    "diverged": "#000000",
+}
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -515,10 +522,10 @@ def _phase_2d(data: dict[str, Any]) -> tuple[Figure, str]:
     note = (
         "Colour: measured final accuracy, mean over seeds. Red solid line: predicted boundary of in-context learning "
         "(cells predicted icl, both or transient on one side); red dotted: the same from the closed forms. "
-        "Letters: measured phase per cell (I = icl, W = iwl, B = both, N = neither, T = transient; several letters "
-        "when seeds differ, most frequent first). Dashed red square: measured (majority) phase differs from the "
-        "predicted phase. Orange square: calibration cell. Axes are drawn at index positions, labelled with their "
-        "values." + rest
+        "Letters: measured phase per cell (I = icl, W = iwl, B = both, N = neither, T = transient, D = diverged; "
+        "several letters when seeds differ, most frequent first). Dashed red square: measured (majority) phase "
+        "differs from the predicted phase. Orange square: calibration cell. Axes are drawn at index positions, "
+        "labelled with their values." + rest
     )
     return fig, note
 
@@ -572,8 +579,8 @@ def _phase_1d(data: dict[str, Any]) -> tuple[Figure, str]:
         ax.set_xlabel(xn)
     note = (
         "Blue background: cells predicted to learn in context (icl, both or transient). Letters above the left panel: "
-        "measured phase (I = icl, W = iwl, B = both, N = neither, T = transient; red when the majority differs "
-        "from the predicted phase). Axis values at index positions."
+        "measured phase (I = icl, W = iwl, B = both, N = neither, T = transient, D = diverged; red when the "
+        "majority differs from the predicted phase). Axis values at index positions."
     )
     return fig, note
 

@@ -142,7 +142,9 @@ def score_predictions(
         n_pairs.append(int(ok.sum()))
         rel.append(_median_rel(p, m))
         rho.append(spearman(m[ok], p[ok]))
-        agree.append(100.0 * float(np.mean([phases[c][s] == predicted_phase[c] for c in held])) if held else math.nan)
+        # a diverged model (measured phase "diverged") has nothing to agree with
+        pairs = [phases[c][s] == predicted_phase[c] for c in held if phases[c][s] != "diverged"]
+        agree.append(100.0 * float(np.mean(pairs)) if pairs else math.nan)
     ranked = [c for c in held if np.all(np.isfinite(measured[c]))]
     mr = measured[ranked]  # (n, S)
     mean = mr.mean(axis=1) if ranked else np.zeros(0)

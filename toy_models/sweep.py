@@ -39,7 +39,7 @@ import numpy as np
 from theory._validate import check_real
 from theory.closed_form import phase_from
 from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
-from theory.predict import IWL_THRESHOLD, Calibration, calibrate_rows, icl_threshold, predict_many
+from theory.predict import IWL_THRESHOLD, LR_MAX, Calibration, calibrate_rows, icl_threshold, predict_many
 from theory.transition import curve_phase_flags
 from toy_models.model import ModelConfig
 from toy_models.scores import score_predictions
@@ -489,6 +489,10 @@ def merge(
 
 
 # --- aggregation, theory, report -----------------------------------------------------------------------------
+#: the measured phase of a model that diverged (see :data:`toy_models.train.DIVERGENCE_FACTOR`)
+DIVERGED = "diverged"
+
+
 def _measured_phase(task: Any, icl_curve: np.ndarray, iwl_final: float) -> str:
     """A toy's phase from its in-context curve (the one rule of :mod:`theory.transition`) and its final in-weights
     accuracy."""
@@ -551,13 +555,16 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
     measured = np.full((C, S), np.nan)
     phases = [["neither"] * S for _ in range(C)]
     finals = np.zeros((C, S, 2))
+    diverged = np.zeros((C, S), dtype=bool)
     for c in range(C):
         pc = per_cell[c]
         for s in range(S):
             icl = pc["full"][measures.index(icl_name), s]
             iwl_final = float(pc["full"][measures.index(iwl_name), s, -1]) if iwl_name else 0.0
             finals[c, s] = (float(icl[-1]), iwl_final)
-            phases[c][s] = _measured_phase(tasks[c], icl, iwl_final)
+            diverged[c, s] = bool(pc["models"][s].get("diverged", False))
+            # a diverged model has no phase, no transition, no say in the calibration and no place in the scores
+            phases[c][s] = DIVERGED if diverged[c, s] else _measured_phase(tasks[c], icl, iwl_final)
             tr = pc["models"][s]["transition_step"]
             if tr is not None and phases[c][s] in ("icl", "both", "transient"):
                 measured[c, s] = float(tr)
@@ -571,6 +578,8 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
         rows = []
         for c in calib:
             for s in range(S):
+                if diverged[c, s] or lrs[c] > LR_MAX:
+                    continue
                 tr = None if math.isnan(measured[c, s]) else measured[c, s]
                 t = cfg.train
                 rows.append((tasks[c], lrs[c], tr, t.optimizer, t.batch_size, t.steps, wds[c], t.decay_on))
@@ -582,18 +591,26 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
 
             cal = load_calibration()
             cal_note = f"packaged calibration ({err})"
-    preds = predict_many(
-        tasks,
-        lr=lrs,
-        steps=cfg.train.steps,
-        optimizer=cfg.train.optimizer,
-        batch_size=cfg.train.batch_size,
-        weight_decay=wds,
-        decay_on=cfg.train.decay_on,
-        n_layers=cfg.model.n_layers,
-        calibration=cal,
-    )
-    held = [c for c in range(C) if c not in calib]
+    # the theory's range of learning rates is narrower than the toys': cells outside it are not predicted
+    in_range = [c for c in range(C) if lrs[c] <= LR_MAX]
+    preds: list[dict[str, Any]] = [
+        {"transition_step": None, "transition_step_closed_form": None, "phase": "", "phase_closed_form": None}
+    ] * C
+    if in_range:
+        predicted = predict_many(
+            [tasks[c] for c in in_range],
+            lr=[lrs[c] for c in in_range],
+            steps=cfg.train.steps,
+            optimizer=cfg.train.optimizer,
+            batch_size=cfg.train.batch_size,
+            weight_decay=[wds[c] for c in in_range],
+            decay_on=cfg.train.decay_on,
+            n_layers=cfg.model.n_layers,
+            calibration=cal,
+        )
+        for c, p in zip(in_range, predicted, strict=True):
+            preds[c] = p
+    held = [c for c in range(C) if c not in calib and c in in_range]
     scores = score_predictions(
         held, measured, phases, [p["transition_step"] for p in preds], [p["phase"] for p in preds]
     )
@@ -624,6 +641,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
             "final_iwl_acc",
             "predicted_transition_step",
             "predicted_phase",
+            "diverged",
         ]
     )
     for c in range(C):
@@ -641,6 +659,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
                     f"{finals[c, s, 1]:.4f}",
                     "" if pt is None else f"{pt:.1f}",
                     preds[c]["phase"],
+                    int(diverged[c, s]),
                 ]
             )
     _atomic_write(out / "summary.csv", lambda f: f.write(buf_csv.getvalue()), mode="w")

@@ -13,7 +13,8 @@ the measured cost of streaming is reported by ``zipfhead bench``.)
 
 Evaluation runs every ``eval_every`` steps on fixed evaluation sets, and every ``eval_every / dense_factor``
 steps while any model's headline measure is moving fast (densely logged around the transition). A model
-whose loss becomes NaN or inf is marked diverged and frozen; its batch-mates go on.
+whose loss becomes NaN or inf, or exceeds :data:`DIVERGENCE_FACTOR` times the loss of a uniform guess
+(ln d_vocab_out), is marked diverged and frozen before that step's update; its batch-mates go on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import time
 import warnings
@@ -267,6 +269,12 @@ def make_optimizer(
     return base
 
 
+#: a model whose training loss exceeds this many times ln(d_vocab_out) (a uniform guess; an initialised toy is
+#: near it) is diverged: no trained toy comes near it (confidently wrong on a whole batch), and an lr of 50
+#: sent the loss to 1e14 while staying finite
+DIVERGENCE_FACTOR = 10.0
+
+
 # --- losses --------------------------------------------------------------------------------------------------
 def _loss_fn(cfg: ModelConfig, kind: str, L: int) -> Callable:
     if kind == "classification":
@@ -296,6 +304,7 @@ class Engine:
         L = run.task.L if run.kind == "classification" else 0
         loss_fn = _loss_fn(cfg, run.kind, L)
         update = make_optimizer(tcfg, 0.0).update  # reads each model's lr and weight decay from its own state
+        loss_bound = DIVERGENCE_FACTOR * math.log(max(cfg.d_vocab_out, 2))
 
         def init_one(key, lr, wd):
             params = init_params(cfg, key)
@@ -305,14 +314,16 @@ class Engine:
             loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
             updates, opt_state = update(grads, state["opt_state"], state["params"])
             params = optax.apply_updates(state["params"], updates)
-            finite = jnp.isfinite(loss) & jnp.all(
-                jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
+            healthy = (
+                jnp.isfinite(loss)
+                & (loss <= loss_bound)
+                & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
             )
-            keep = finite & ~state["diverged"]
+            keep = healthy & ~state["diverged"]
             new = {"params": params, "opt_state": opt_state}
             old = {"params": state["params"], "opt_state": state["opt_state"]}
             frozen = jax.tree_util.tree_map(lambda n, o: jnp.where(keep, n, o), new, old)
-            return {**frozen, "diverged": state["diverged"] | ~finite}, loss
+            return {**frozen, "diverged": state["diverged"] | ~healthy}, loss
 
         self._step = step_one
         self._compiled: dict[tuple, Callable] = {}  # (M, width) -> jitted chunk
