@@ -230,9 +230,9 @@ def test_sharded_over_two_devices_equals_one_device():
     np.testing.assert_allclose(sharded["train_loss"], single.train_loss, atol=VMAP_ATOL)
 
 
-def test_grouped_vmap_widths_equal_plain_vmap():
-    """The engine's executions (4 models as 1, 2 or 4 vmapped at a time) agree to VMAP_ATOL; the timed
-    choice picks one of the candidates and keeps it for the shape."""
+def test_grouped_vmap_widths_equal_plain_vmap(monkeypatch):
+    """The engine's executions (4 models as 1, 2 or 4 vmapped at a time) agree to VMAP_ATOL; the timed choice
+    (ZIPFHEAD_VMAP_WIDTH=probe) picks one of the candidates and keeps it for the shape."""
     import jax.numpy as jnp
 
     from toy_models.bench import _setup
@@ -248,8 +248,32 @@ def test_grouped_vmap_widths_equal_plain_vmap():
     for w, (loss, w_q) in out.items():
         np.testing.assert_allclose(loss, out[4][0], atol=VMAP_ATOL, err_msg=f"width {w}")
         np.testing.assert_allclose(w_q, out[4][1], atol=VMAP_ATOL, err_msg=f"width {w}")
+    monkeypatch.setenv("ZIPFHEAD_VMAP_WIDTH", "probe")
+    eng._width.clear()
     chosen = eng.choose(state, data, probe=True)
     assert chosen in eng.widths(4) and eng.choose(state, data, probe=False) == chosen
+    eng._width.clear()  # the engine is shared: later tests get the default choice again
+    eng.probe_seconds.clear()
+
+
+def test_the_default_width_is_fixed_by_the_shape_not_timed(monkeypatch):
+    """Without ZIPFHEAD_VMAP_WIDTH, a CPU run's width is the largest candidate up to CPU_WIDTH, whatever a timing
+    would say (a timed choice differed between processes and so did the numbers); two runs in fresh engines
+    are then bit-identical."""
+    from toy_models import train as tr
+    from toy_models.bench import _setup
+
+    monkeypatch.delenv("ZIPFHEAD_VMAP_WIDTH", raising=False)
+    tr._ENGINES.clear()
+    run = run_of([0, 1, 2, 3])
+    eng, state, data = _setup(run, 6)
+    if jax.devices()[0].platform == "cpu":
+        assert eng.choose(state, data, probe=True) == max(w for w in eng.widths(4) if w <= tr.CPU_WIDTH)
+    assert eng.probe_seconds == {}
+    first = train(run, progress=False)
+    tr._ENGINES.clear()  # as a new process would start
+    second = train(run, progress=False)
+    _assert_same_run(first, second)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])

@@ -127,7 +127,7 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
         batched = make(n_models) if make else _token_run(32, n_models)
         single = make(1) if make else _token_run(32, 1)
         beng, bstate, bdata = _setup(batched, steps)
-        width = beng.choose(bstate, bdata, probe=True)  # the execution train() would pick (timed on CPU)
+        width = beng.choose(bstate, bdata, probe=True)  # the execution train() would pick
         held = {"state": bstate}
 
         def engine(beng=beng, held=held, bdata=bdata):
