@@ -107,7 +107,14 @@ class Calibration:
         check_real("iw_speed", self.iw_speed, 0.0, 1e6, low_open=True)
         check_real("kappa", self.kappa, 0.0, 1e6, low_open=True)
         check_real("leak", self.leak, 0.0, 1e3)
-        object.__setattr__(self, "residuals", tuple(float(r) for r in self.residuals))
+        res = self.residuals
+        if isinstance(res, str | bytes) or not isinstance(res, tuple | list):
+            raise ValueError(f"residuals = {res!r} is not allowed: give a list of numbers")
+        if any(isinstance(r, bool) or not isinstance(r, int | float) for r in res):
+            raise ValueError(f"residuals = {list(res)!r} is not allowed: every residual must be a number")
+        if not isinstance(self.source, str):
+            raise ValueError(f"source = {self.source!r} is not allowed: give a string")
+        object.__setattr__(self, "residuals", tuple(float(r) for r in res))
 
     def to_json(self, path: str | Path) -> None:
         """Write the constants as JSON (write, then rename)."""

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import zipfile
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -285,7 +286,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from toy_models.train import train
 
     run = run_config_from_args(args)
+    if not str(args.out).strip():
+        raise ValueError(f"--out = {args.out!r} is not allowed: name a directory")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out = {args.out!r} is a file, not a directory: name a directory")
     if args.overwrite and out.exists():
         shutil.rmtree(out)
     result = train(run, out, progress=args.progress)
@@ -405,6 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ValueError as err:
+        print(f"zipfhead: error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, zipfile.BadZipFile) as err:  # files that cannot be read or written (the message names them)
+        if isinstance(err, BrokenPipeError):  # the reader went away (`| head`): end quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail
+            return 0
         print(f"zipfhead: error: {err}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,15 @@ def _parse_axis(spec: str) -> tuple[str, tuple[float, ...]]:
     return name.strip().replace("-", "_"), vals
 
 
+def _out(given: str | None, default: str) -> str:
+    """The run directory: ``--out``, or the default when it was not given; an empty ``--out`` is an error."""
+    if given is None:
+        return default
+    if not given.strip():
+        raise ValueError(f"--out = {given!r} is not allowed: name a directory")
+    return given
+
+
 def _parse_shard(spec: str | None) -> tuple[int, int]:
     if spec is None:
         return (0, 1)
@@ -61,7 +70,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from toy_models.sweep import run_sweep
 
     cfg = sweep_config_from_args(args)
-    out = args.out or f"runs/{cfg.name}"
+    out = _out(args.out, f"runs/{cfg.name}")
     cal = _given_calibration(args)
     t0 = time.perf_counter()
     scores = run_sweep(
@@ -108,7 +117,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from toy_models.experiments import run_experiment
 
-    out = args.out or f"runs/{args.name}"
+    out = _out(args.out, f"runs/{args.name}")
     run_experiment(args.name, out, progress=args.progress)
     print(f"wrote {out}/findings.json")
     return 0

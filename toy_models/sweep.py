@@ -79,17 +79,30 @@ class SweepConfig:
         if not self.axes:
             raise ValueError("axes = () is empty: a sweep needs at least one axis")
         fields = self.task.to_dict()
+        names = [n for n, _ in self.axes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"axis {twice[0]!r} is given twice: give each axis once")
         for name, values in self.axes:
             if name not in fields and name not in TRAIN_AXES:
                 allowed = sorted([k for k in fields if k != "kind"] + list(TRAIN_AXES))
                 raise ValueError(f"axis {name!r} is not a parameter of {type(self.task).__name__}: one of {allowed}")
-            if len(values) == 0:
-                raise ValueError(f"axis {name!r} is empty: give at least one value")
+            if isinstance(values, str | bytes) or not isinstance(values, tuple | list) or len(values) == 0:
+                raise ValueError(f"axis {name!r} = {values!r} is not allowed: give a non-empty list of numbers")
+            integer = isinstance(fields.get(name), int) and not isinstance(fields.get(name), bool)
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                    raise ValueError(f"axis {name!r} has the value {v!r}: every value must be a finite number")
+                if integer and float(v) != round(v):
+                    raise ValueError(f"axis {name!r} has the value {v!r}: {name} is an integer parameter")
         if self.calibration not in CALIBRATION_CELLS:
             allowed = ", ".join(CALIBRATION_CELLS)
             raise ValueError(f"calibration = {self.calibration!r} is not allowed: one of {allowed}")
-        if not self.seeds:
-            raise ValueError("seeds = () is empty: give at least one seed")
+        if isinstance(self.seeds, str | bytes) or not isinstance(self.seeds, tuple | list) or not self.seeds:
+            raise ValueError(f"seeds = {self.seeds!r} is not allowed: give a non-empty list of seeds")
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"seeds has the value {seed!r}: every seed must be a whole number >= 0")
         for cell in self.cells():  # every cell must be valid: fail before training anything
             self.cell_task(cell)
             check_real("lr", self.cell_lr(cell), 0.0, 1e3, low_open=True)
@@ -329,15 +342,29 @@ def load_grid_file(path: str | Path, base: SweepConfig) -> SweepConfig:
     axes = data.get("axes")
     if not axes:
         raise ValueError(f"grid file {path} has an empty grid: give at least one axis under 'axes'")
-    task = dataclasses.replace(base.task, **data.get("task", {}))
-    train = dataclasses.replace(base.train, **data.get("train", {}))
+    if not isinstance(axes, dict):
+        raise ValueError(f"grid file {path}: axes = {axes!r} is not allowed: give a table of name = [values]")
+    overrides = {}
+    for section, template in (("task", base.task), ("train", base.train)):
+        given = data.get(section, {})
+        if not isinstance(given, dict):
+            raise ValueError(f"grid file {path}: {section} = {given!r} is not allowed: give a table of overrides")
+        known = {f.name for f in dataclasses.fields(template)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"grid file {path} has unknown keys {unknown} under [{section}]: allowed {sorted(known)}")
+        try:
+            overrides[section] = dataclasses.replace(template, **given)
+        except TypeError as err:  # a value of the wrong type inside the dataclass's own checks
+            raise ValueError(f"grid file {path}: [{section}] {err}") from None
+    seeds = data.get("seeds", base.seeds)
     return SweepConfig(
         name=data.get("name", path.stem),
-        task=task,
+        task=overrides["task"],
         model=base.model,
-        train=train,
-        axes=tuple((str(k), tuple(v)) for k, v in axes.items()),
-        seeds=tuple(data.get("seeds", base.seeds)),
+        train=overrides["train"],
+        axes=tuple((str(k), tuple(v) if isinstance(v, list | tuple) else v) for k, v in axes.items()),
+        seeds=tuple(seeds) if isinstance(seeds, list | tuple) else seeds,
         calibration=data.get("calibration", base.calibration),
     )
 
@@ -354,6 +381,10 @@ def _group_done(out: Path, g: int) -> bool:
 
 def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
     path = out / "config.json"
+    if str(out) in ("", "."):
+        raise ValueError(f"--out = {str(out)!r} is not allowed: name a directory for the sweep")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out = {str(out)!r} is a file, not a directory: name a directory for the sweep")
     if out.exists() and overwrite:
         shutil.rmtree(out)
     if out.is_dir():
