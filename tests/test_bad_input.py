@@ -56,3 +56,13 @@ def test_bad_input_is_one_line_naming_it(args, needle, tmp_path: Path, capsys) -
     assert status == 2, err
     assert len(lines) == 1 and lines[0].startswith("zipfhead: error:") and needle in lines[0], err
     assert not (tmp_path / "o").exists()  # nothing was trained or written
+
+
+def test_a_sweep_on_its_own_axes_is_named_after_them() -> None:
+    """`zipfhead sweep --axis ...` is not the demo: its name (and so its default directory) says its axes."""
+    from toy_models.cli import build_parser
+    from toy_models.cli_sweep import sweep_config_from_args
+
+    args = build_parser().parse_args(["sweep", "--axis", "K=64,256", "--axis", "eps=0,0.5"])
+    assert sweep_config_from_args(args).name == "demo-K-eps"
+    assert sweep_config_from_args(build_parser().parse_args(["sweep"])).name == "demo"

@@ -53,6 +53,8 @@ def sweep_config_from_args(args: argparse.Namespace):
     changes: dict[str, Any] = {}
     if args.axis:
         changes["axes"] = tuple(_parse_axis(a) for a in args.axis)
+        # a grid of its own is not the preset: named after its axes, so it defaults to its own directory
+        changes["name"] = f"{cfg.name}-" + "-".join(name for name, _ in changes["axes"])
     if args.seeds is not None:
         changes["seeds"] = tuple(args.seeds)
     if args.calibration_cells is not None:
