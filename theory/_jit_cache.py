@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import warnings
 from pathlib import Path
 
 from numba.core import caching
@@ -66,7 +67,11 @@ def register_package(package: str | Path, digest: str | None = None) -> str:
     and the in-tree / user-wide fallbacks keep their meaning). Registering a package again is a no-op.
     Returns the digest in force."""
     package = Path(package).resolve()
-    classes = caching.CacheImpl._locator_classes
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)  # renamed across versions
+    classes = getattr(impl, "_locator_classes", None)
+    if not isinstance(classes, list):  # a Numba without the hook: its own stamps only (see the module docstring)
+        warnings.warn("this Numba has no cache-locator hook: theory's caches are keyed by Numba alone", stacklevel=2)
+        return sources_digest(package) if digest is None else digest
     for cls in classes:
         if cls.__dict__.get("_zipfhead_package") == package:
             return cls._zipfhead_digest
