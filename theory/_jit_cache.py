@@ -6,7 +6,7 @@ kept running the old callee after that module was edited, silently: an edit to `
 cache integrating the previous model, reading the new parameter layout at the wrong offsets. And a process that
 imported the old sources and compiled after the edit saved its stale code under the new file's stamp.
 
-Importing this module (every theory module with cached kernels does, before its first ``@njit(cache=True)``)
+Importing this module (``theory/__init__.py`` does first, so before any theory module's ``@njit(cache=True)``)
 puts a locator in front of Numba's own for the files of one package: it keeps Numba's cache directory and stamp
 and adds the SHA-256 of the package's sources *as this process imported them*. A cache built from other sources,
 by an older process or before an edit, then never loads; it is rebuilt. A module imported after the sources

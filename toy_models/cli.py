@@ -282,15 +282,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
+    from toy_models.cli_sweep import out_dir
     from toy_models.results import write_run
     from toy_models.train import train
 
     run = run_config_from_args(args)
-    if not str(args.out).strip():
-        raise ValueError(f"--out = {args.out!r} is not allowed: name a directory")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out = {args.out!r} is a file, not a directory: name a directory")
+    out = Path(out_dir(args.out, "runs/train"))
     if args.overwrite and out.exists():
         shutil.rmtree(out)
     result = train(run, out, progress=args.progress)

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
-__all__ = ["add_sweep_parsers"]
+__all__ = ["add_sweep_parsers", "out_dir"]
 
 
 def _parse_axis(spec: str) -> tuple[str, tuple[float, ...]]:
@@ -22,7 +22,7 @@ def _parse_axis(spec: str) -> tuple[str, tuple[float, ...]]:
     return name.strip().replace("-", "_"), vals
 
 
-def _out(given: str | None, default: str) -> str:
+def out_dir(given: str | None, default: str) -> str:
     """The run directory: ``--out``, or the default when it was not given; an empty ``--out`` is an error."""
     if given is None:
         return default
@@ -72,7 +72,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from toy_models.sweep import run_sweep
 
     cfg = sweep_config_from_args(args)
-    out = _out(args.out, f"runs/{cfg.name}")
+    out = out_dir(args.out, f"runs/{cfg.name}")
     cal = _given_calibration(args)
     t0 = time.perf_counter()
     scores = run_sweep(
@@ -119,7 +119,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from toy_models.experiments import run_experiment
 
-    out = _out(args.out, f"runs/{args.name}")
+    out = out_dir(args.out, f"runs/{args.name}")
     run_experiment(args.name, out, progress=args.progress)
     print(f"wrote {out}/findings.json")
     return 0

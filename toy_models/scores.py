@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["FORMED", "bootstrap_interval", "noise_ceiling", "score_predictions", "spearman"]
+__all__ = ["DIVERGED", "FORMED", "bootstrap_interval", "noise_ceiling", "score_predictions", "spearman"]
 
 #: phases in which the in-context circuit formed (so a transition step exists)
 FORMED = ("icl", "both", "transient")
 BOOTSTRAP_RESAMPLES = 999
 BOOTSTRAP_SEED = 20261203
+#: the measured phase of a model that diverged (see :data:`toy_models.train.DIVERGENCE_FACTOR`)
+DIVERGED = "diverged"
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -142,8 +144,8 @@ def score_predictions(
         n_pairs.append(int(ok.sum()))
         rel.append(_median_rel(p, m))
         rho.append(spearman(m[ok], p[ok]))
-        # a diverged model (measured phase "diverged") has nothing to agree with
-        pairs = [phases[c][s] == predicted_phase[c] for c in held if phases[c][s] != "diverged"]
+        # a diverged model has nothing to agree with
+        pairs = [phases[c][s] == predicted_phase[c] for c in held if phases[c][s] != DIVERGED]
         agree.append(100.0 * float(np.mean(pairs)) if pairs else math.nan)
     ranked = [c for c in held if np.all(np.isfinite(measured[c]))]
     mr = measured[ranked]  # (n, S)

@@ -42,7 +42,7 @@ from theory.distributions import ClassificationTask, TokenStreamTask, config_fro
 from theory.predict import IWL_THRESHOLD, LR_MAX, Calibration, calibrate_rows, icl_threshold, predict_many
 from theory.transition import curve_phase_flags
 from toy_models.model import ModelConfig
-from toy_models.scores import score_predictions
+from toy_models.scores import DIVERGED, score_predictions
 from toy_models.train import RunConfig, TrainConfig, _atomic_write, _shape_signature, headline_measure
 
 __all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
@@ -520,10 +520,6 @@ def merge(
 
 
 # --- aggregation, theory, report -----------------------------------------------------------------------------
-#: the measured phase of a model that diverged (see :data:`toy_models.train.DIVERGENCE_FACTOR`)
-DIVERGED = "diverged"
-
-
 def _measured_phase(task: Any, icl_curve: np.ndarray, iwl_final: float) -> str:
     """A toy's phase from its in-context curve (the one rule of :mod:`theory.transition`) and its final in-weights
     accuracy."""

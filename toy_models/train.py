@@ -530,15 +530,16 @@ def save_checkpoint(path: Path, state: Any, step: int, history: dict[str, Any], 
     leaves = jax.tree_util.tree_leaves(state)
     buf = io.BytesIO()
     np.savez(buf, **{f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)})
+    data = buf.getvalue()
     payload = f"checkpoint-{step:010d}.npz"
-    _atomic_write(path / payload, lambda f: f.write(buf.getvalue()))
+    _atomic_write(path / payload, lambda f: f.write(data))
     meta = {
         "step": step,
         "history": history,
         "config": run.to_dict(),
         "n_leaves": len(leaves),
         "payload": payload,
-        "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
     _atomic_write(path / CHECKPOINT, lambda f: json.dump(meta, f), mode="w")
     for old in path.glob("checkpoint*.npz*"):
@@ -651,6 +652,8 @@ def train(
     step = 0
     history: dict[str, Any] = {"steps": [], "curves": {}, "train_loss": []}
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir = {str(out)!r} is a file, not a directory: name a directory")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if resume:
