@@ -7,8 +7,10 @@ equalities are exact because every run here uses the same group composition and 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +84,8 @@ def test_sweep_writes_results_theory_and_report(reference):
     for key in ("spearman", "median_relative_difference"):
         assert set(theory["scores"]["noise_ceiling"][key]) == {"median", "lo", "hi"}
     assert (out / "report.html").exists()
+    for name in ("theory.json", "report.html", "config.json", "summary.csv"):  # issue 15: relative paths only
+        assert str(out.parent) not in (out / name).read_text(), name
 
 
 def test_a_given_calibration_is_used_unchanged_and_scores_every_cell(reference, tmp_path, capsys):
@@ -101,6 +105,9 @@ def test_a_given_calibration_is_used_unchanged_and_scores_every_cell(reference, 
     assert theory["held_out_cells"] == [0, 1, 2, 3]
     packaged = json.loads(given.read_text())
     assert all(theory["calibration"][k] == packaged[k] for k in ("time_scale", "iw_speed", "kappa", "leak"))
+    for name in ("theory.json", "report.html"):  # the given file is named relative to the run directory
+        text = (copy / name).read_text()
+        assert str(tmp_path) not in text and str(given.parent) not in text, name
     assert main([*args, str(out / "theory.json")]) == 0
     again = json.loads((copy / "theory.json").read_text())
     fitted = json.loads((out / "theory.json").read_text())["calibration"]
@@ -262,3 +269,86 @@ def test_experiment_findings_read_a_finished_sweep(reference):
             assert r["transition_step"] is None or found["steps"][0] <= r["transition_step"] <= found["steps"][-1]
     with pytest.raises(ValueError, match="experiment = 'bogus'"):
         run_experiment("bogus", out)
+
+
+def test_axis_values_take_their_parameter_type():
+    """K written as 256.0 (a grid file, --axis) is the integer 256 and p_B written as 1 is the float 1.0, so the
+    CSV and config.json spell each parameter one way (issue 15: summary.csv showed 256.0 or 64 by origin)."""
+    cfg = dataclasses.replace(sw.preset("demo"), axes=(("K", (256.0, 512)), ("p_B", (1, 0.5)), ("lr", (1, 0.01))))
+    for cell in cfg.cells():
+        assert type(cell["K"]) is int and type(cell["p_B"]) is float and type(cell["lr"]) is float
+    assert sw.SweepConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+class _Kill(BaseException):
+    """Stands for kill -9 at one write: a BaseException, so that no handler in the code under test catches it."""
+
+
+def _final_files(out: Path) -> dict[str, bytes]:
+    """The sweep's results, byte for byte, and the names of every file in the directory (a leftover would show
+    here). Wall times are left out: each group's result.json and the report's table of training times hold them."""
+    files = {name: (out / name).read_bytes() for name in ("arrays.npz", "summary.csv", "theory.json")}
+    report = (out / "report.html").read_text()
+    files["report.html"] = re.sub(r"<h3>Training time per group.*?</table>", "", report, flags=re.S).encode()
+    assert files["report.html"] != report.encode()  # the timing table was found and taken out
+    for info in sorted(out.glob("groups/*/result.json")):
+        kept = json.loads(info.read_text())
+        for timed in (kept, kept["summary"]):
+            for key in ("seconds", "data_seconds"):
+                timed.pop(key, None)
+        files[str(info.relative_to(out))] = json.dumps(kept).encode()
+    files["listing"] = "\n".join(sorted(str(p.relative_to(out)) for p in out.rglob("*"))).encode()
+    return files
+
+
+def test_a_kill_between_any_two_writes_then_a_rerun_gives_the_uninterrupted_files(monkeypatch, tmp_path):
+    """Issue 15: the sweep is stopped at chosen writes (theory._io.WRITE_HOOK), as a kill there would stop it,
+    and rerun; the final files must equal an uninterrupted run's, bit for bit. The points cover every kind of
+    write: the config's temporary file before its rename; a checkpoint payload in place before its manifest; a
+    manifest's temporary file; a superseded payload's removal; a group's result.npz before its result.json; a
+    result.json before the checkpoint's removal; theory.json before summary.csv and the report. Random moments
+    are covered by the kill -9 test above."""
+    import theory._io as io_
+
+    _small(monkeypatch)  # two groups of one cell: every kind of write happens, each trial stays short
+    cfg = sw.load_grid_file(_grid_file(tmp_path, axes={"K": [32, 512]}), sw.preset("demo"))
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(io_, "WRITE_HOOK", lambda path, event: events.append((path.name, event)))
+    ref = tmp_path / "ref" / "run"  # every run directory is named run: the report shows the directory's name
+    sw.run_sweep(cfg, ref, progress=False)
+    monkeypatch.setattr(io_, "WRITE_HOOK", None)
+    expected = _final_files(ref)
+
+    def first(name_start: str, event: str, after: int = 0) -> int:
+        hits = [k for k, (n, e) in enumerate(events) if n.startswith(name_start) and e == event and k >= after]
+        assert hits, (name_start, event)
+        return hits[0]
+
+    result_npz = first("result.npz", "renamed")
+    points = {
+        "config.json written, not renamed": first("config.json", "written"),
+        "payload in place, manifest not": first("checkpoint-", "renamed"),
+        "manifest written, not renamed": first("checkpoint.json", "written"),
+        "superseded payload removed": first("checkpoint-", "removed"),
+        "result.npz in place, result.json not": result_npz,
+        "result.json in place, checkpoint kept": first("result.json", "renamed", result_npz),
+        "theory.json in place, summary and report not": first("theory.json", "renamed"),
+    }
+    assert len(set(points.values())) == len(points) >= 5
+    for what, k in points.items():
+        out = tmp_path / f"kill{k}" / "run"
+        seen = iter(range(len(events) + 1))
+
+        def hook(path: Path, event: str, k: int = k, seen=seen) -> None:
+            if next(seen) == k:
+                raise _Kill
+
+        monkeypatch.setattr(io_, "WRITE_HOOK", hook)
+        with pytest.raises(_Kill):
+            sw.run_sweep(cfg, out, progress=False)
+        monkeypatch.setattr(io_, "WRITE_HOOK", None)
+        sw.run_sweep(cfg, out, progress=False)
+        got = _final_files(out)
+        assert got.keys() == expected.keys() and got["listing"] == expected["listing"], what
+        for name in expected:
+            assert got[name] == expected[name], f"{what}: {name} differs"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
+
+from theory._io import atomic_write
 
 __all__ = ["kernel_module", "write_module"]
 
@@ -36,6 +37,4 @@ def kernel_module(
 
 def write_module(path: Path, source: str) -> None:
     """Write ``source`` to ``path`` (write, then rename)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(source)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(source), mode="w")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
+
+from theory._io import atomic_write
 
 __all__ = ["plot_phase_grid"]
 
@@ -49,7 +50,5 @@ def plot_phase_grid(grid: dict[str, Any], path: str | Path) -> None:
     for ax in axes:
         ax.set_xlabel(grid["x_name"])
         ax.set_ylabel(grid["y_name"])
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from theory._io import atomic_write
 from theory._validate import check_int, check_real
 from theory.closed_form import phase_from, phases_closed_form
 from theory.distributions import ClassificationTask, TokenStreamTask
@@ -118,15 +118,13 @@ class Calibration:
 
     def to_json(self, path: str | Path) -> None:
         """Write the constants as JSON (write, then rename)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(json.dumps(asdict(self), indent=2) + "\n"), mode="w")
 
 
-def load_calibration(path: str | Path | None = None) -> Calibration:
-    """Read a calibration file (default: the packaged one), or the fitted constants of a sweep's ``theory.json``.
-    Unknown keys are an error naming them."""
+def load_calibration(path: str | Path | None = None, *, label: str | None = None) -> Calibration:
+    """Read a calibration file (default: the packaged one), or the fitted constants of a sweep's ``theory.json``
+    (their ``source`` then starts with ``label``, default the path as given). Unknown keys are an error naming
+    them."""
     path = DEFAULT_CALIBRATION if path is None else Path(path)
     if not path.exists():
         raise ValueError(f"calibration = {str(path)!r} does not exist: give a file written by zipfhead calibrate")
@@ -140,7 +138,7 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         data = data["calibration"]
         if not isinstance(data, dict):
             raise ValueError(f"calibration = {str(path)!r}: its 'calibration' entry is not a JSON object")
-        data = data | {"source": f"{path} ({data.get('source', '')})"}
+        data = data | {"source": f"{path if label is None else label} ({data.get('source', '')})"}
     allowed = {f for f in Calibration.__dataclass_fields__}
     unknown = set(data) - allowed
     if unknown:

@@ -73,7 +73,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     cfg = sweep_config_from_args(args)
     out = out_dir(args.out, f"runs/{cfg.name}")
-    cal = _given_calibration(args)
+    cal = _given_calibration(args, out)
     t0 = time.perf_counter()
     scores = run_sweep(
         cfg, out, shard=_parse_shard(args.shard), overwrite=args.overwrite, progress=args.progress, calibration=cal
@@ -90,19 +90,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given_calibration(args: argparse.Namespace):
+def _given_calibration(args: argparse.Namespace, out: str):
+    """The --calibration file's constants, its path in their source written relative to the run directory ``out``
+    (theory.json and the report name nothing outside the directory's own tree by an absolute path)."""
     if getattr(args, "calibration", None) is None:
         return None
+    import os
+
     from theory.predict import load_calibration
 
-    return load_calibration(args.calibration)
+    return load_calibration(args.calibration, label=os.path.relpath(os.path.abspath(args.calibration), out))
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
     from toy_models.scores import format_scores
     from toy_models.sweep import merge
 
-    scores = merge(args.parts, args.out, overwrite=args.overwrite, calibration=_given_calibration(args))
+    scores = merge(args.parts, args.out, overwrite=args.overwrite, calibration=_given_calibration(args, args.out))
     print(format_scores(scores))
     print(f"wrote {args.out}/report.html")
     return 0

@@ -29,6 +29,7 @@ def _grid_axis(spec: str) -> tuple[str, np.ndarray]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from theory._io import atomic_write
     from theory.predict import PHASES, load_calibration, phase_grid, predict
     from toy_models.cli import tasks_from_args
 
@@ -53,9 +54,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         arrays = {k: v for k, v in grid.items() if isinstance(v, np.ndarray)}
-        tmp = out / "phase_grid.tmp.npz"
-        np.savez(tmp, **arrays, x_name=grid["x_name"], y_name=grid["y_name"], phases=np.array(PHASES))
-        tmp.replace(out / "phase_grid.npz")
+        extra = {"x_name": grid["x_name"], "y_name": grid["y_name"], "phases": np.array(PHASES)}
+        atomic_write(out / "phase_grid.npz", lambda f: np.savez(f, **arrays, **extra))
         from theory.plots import plot_phase_grid
 
         plot_phase_grid(grid, out / "phase_grid.png")

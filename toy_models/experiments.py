@@ -128,8 +128,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
 def run_experiment(name: str, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every sweep of experiment ``name`` under ``out_dir``/<sweep>, then write
     ``out_dir``/findings.json (write, then rename) with each sweep's :func:`collect`; returns it."""
+    from theory._io import atomic_write
     from toy_models.sweep import run_sweep
-    from toy_models.train import _atomic_write
 
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment = {name!r} is not allowed: one of {', '.join(EXPERIMENTS)}")
@@ -138,5 +138,5 @@ def run_experiment(name: str, out_dir: str | Path, *, progress: bool = True) -> 
     for sweep_name, cfg in EXPERIMENTS[name]().items():
         run_sweep(cfg, out / sweep_name, progress=progress)
         findings[sweep_name] = collect(out / sweep_name)
-    _atomic_write(out / "findings.json", lambda f: json.dump(findings, f, indent=1), mode="w")
+    atomic_write(out / "findings.json", lambda f: json.dump(findings, f, indent=1), mode="w")
     return findings

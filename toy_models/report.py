@@ -23,7 +23,6 @@ import html
 import io
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from theory._io import atomic_write
 
 __all__ = ["REQUIRED_FILES", "write_report"]
 
@@ -104,19 +105,13 @@ def write_report(run_dir: str | Path) -> Path:
             f"<title>{title}</title>",
             f"<style>{_CSS}</style></head><body>",
             f"<h1>{title}</h1>",
-            f'<p class="note">Run directory: <code>{html.escape(str(out.resolve()))}</code></p>',
+            # the directory's own name, not where it happened to sit: the report moves with its directory
+            f'<p class="note">Run directory: <code>{html.escape(out.resolve().name)}</code></p>',
             *sections,
             "</body></html>",
         ]
     )
-    path = out / "report.html"
-    tmp = out / "report.html.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(doc)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(out / "report.html", lambda f: f.write(doc), mode="w")
 
 
 # --- loading -------------------------------------------------------------------------------------------------

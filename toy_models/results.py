@@ -23,8 +23,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from theory._io import atomic_write
 from toy_models import measures as ms
-from toy_models.train import RunResult, _atomic_write, headline_measure
+from toy_models.train import RunResult, headline_measure
 
 __all__ = ["param_arrays", "summarise", "write_run"]
 
@@ -108,7 +109,7 @@ def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = result.run
-    _atomic_write(out / "config.json", lambda f: json.dump(run.to_dict(), f, indent=2), mode="w")
+    atomic_write(out / "config.json", lambda f: json.dump(run.to_dict(), f, indent=2), mode="w")
 
     scalar = sorted(k for k, v in result.curves.items() if v.ndim == 2)
     heads = sorted(k for k, v in result.curves.items() if v.ndim == 4)
@@ -124,13 +125,13 @@ def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -
     arrays.update({f"head_{k}": result.curves[k] for k in heads})
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write(out / "metrics.npz", lambda f: f.write(buf.getvalue()))
+    atomic_write(out / "metrics.npz", lambda f: f.write(buf.getvalue()))
     params_buf = io.BytesIO()
     np.savez(params_buf, **param_arrays(result.state["params"]))
-    _atomic_write(out / "params.npz", lambda f: f.write(params_buf.getvalue()))
+    atomic_write(out / "params.npz", lambda f: f.write(params_buf.getvalue()))
 
     summary = summarise(result)
-    _atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2), mode="w")
+    atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2), mode="w")
     if figures:
         from toy_models import plots
 
@@ -138,5 +139,5 @@ def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -
             fig_buf = io.BytesIO()
             fig.savefig(fig_buf, format="png", dpi=110, bbox_inches="tight")
             plots.close(fig)
-            _atomic_write(out / name, lambda f, b=fig_buf: f.write(b.getvalue()))
+            atomic_write(out / name, lambda f, b=fig_buf: f.write(b.getvalue()))
     return summary

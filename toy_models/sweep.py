@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from theory._io import atomic_write, remove
 from theory._validate import check_real
 from theory.closed_form import phase_from
 from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
@@ -43,11 +44,18 @@ from theory.predict import IWL_THRESHOLD, LR_MAX, Calibration, calibrate_rows, i
 from theory.transition import curve_phase_flags
 from toy_models.model import ModelConfig
 from toy_models.scores import DIVERGED, score_predictions
-from toy_models.train import RunConfig, TrainConfig, _atomic_write, _shape_signature, headline_measure
+from toy_models.train import RunConfig, TrainConfig, _shape_signature, headline_measure
 
 __all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
 
 TRAIN_AXES = ("lr", "weight_decay")
+
+
+def _is_integer_field(template: Any) -> bool:
+    """Whether a task field whose default is ``template`` takes integers."""
+    return isinstance(template, int) and not isinstance(template, bool)
+
+
 CALIBRATION_CELLS = ("stratified", "random25", "corners")
 MAX_MODELS_PER_GROUP = 64
 
@@ -89,12 +97,19 @@ class SweepConfig:
                 raise ValueError(f"axis {name!r} is not a parameter of {type(self.task).__name__}: one of {allowed}")
             if isinstance(values, str | bytes) or not isinstance(values, tuple | list) or len(values) == 0:
                 raise ValueError(f"axis {name!r} = {values!r} is not allowed: give a non-empty list of numbers")
-            integer = isinstance(fields.get(name), int) and not isinstance(fields.get(name), bool)
+            integer = _is_integer_field(fields.get(name))
             for v in values:
                 if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                     raise ValueError(f"axis {name!r} has the value {v!r}: every value must be a finite number")
                 if integer and float(v) != round(v):
                     raise ValueError(f"axis {name!r} has the value {v!r}: {name} is an integer parameter")
+
+        # each value in its parameter's type, however it was written (K = 256.0 in a grid file is K = 256): the
+        # CSV, config.json and the report then show one spelling per parameter
+        def typed(name: str, v: float) -> int | float:
+            return int(v) if _is_integer_field(fields.get(name)) else float(v)
+
+        object.__setattr__(self, "axes", tuple((n, tuple(typed(n, v) for v in vs)) for n, vs in self.axes))
         if self.calibration not in CALIBRATION_CELLS:
             allowed = ", ".join(CALIBRATION_CELLS)
             raise ValueError(f"calibration = {self.calibration!r} is not allowed: one of {allowed}")
@@ -379,6 +394,18 @@ def _group_done(out: Path, g: int) -> bool:
     return (d / "result.json").exists() and (d / "result.npz").exists()
 
 
+def _remove_leftovers(out: Path) -> None:
+    """What a kill can leave that is never data: half-written ``*.tmp`` files (config.json.tmp, a group's
+    result.npz.tmp, ...), and the checkpoint of a group whose result is already written (a kill between the result
+    and the checkpoint's removal)."""
+    for leftover in sorted([*out.glob("*.tmp"), *out.glob("groups/*/*.tmp")]):
+        remove(leftover)
+    for d in sorted(out.glob("groups/g*")):
+        if (d / "result.json").exists() and (d / "result.npz").exists():
+            for ckpt in sorted(d.glob("checkpoint*")):
+                remove(ckpt)
+
+
 def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
     path = out / "config.json"
     if str(out) in ("", "."):
@@ -388,8 +415,7 @@ def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
     if out.exists() and overwrite:
         shutil.rmtree(out)
     if out.is_dir():
-        for leftover in out.glob("*.tmp"):  # a write that a kill interrupted (config.json.tmp, say): never data
-            leftover.unlink(missing_ok=True)
+        _remove_leftovers(out)
     if path.exists():
         old = json.loads(path.read_text())
         try:  # through the dataclass, so that a field added later with its default still matches
@@ -401,7 +427,7 @@ def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not a sweep directory: use another --out, or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: json.dump(cfg.to_dict(), f, indent=2), mode="w")
+    atomic_write(path, lambda f: json.dump(cfg.to_dict(), f, indent=2), mode="w")
 
 
 def _train_group(cfg: SweepConfig, cells: list[int], d: Path, progress: bool) -> None:
@@ -425,11 +451,11 @@ def _train_group(cfg: SweepConfig, cells: list[int], d: Path, progress: bool) ->
         steps=result.steps,
         train_loss=result.train_loss,
     )
-    _atomic_write(d / "result.npz", lambda f: f.write(buf.getvalue()))
+    atomic_write(d / "result.npz", lambda f: f.write(buf.getvalue()))
     info = {"cells": cells, "seconds": result.seconds, "summary": summary}
-    _atomic_write(d / "result.json", lambda f: json.dump(info, f, indent=2), mode="w")
-    for ckpt in d.glob("checkpoint*"):
-        ckpt.unlink()  # the group is done: its result is the record
+    atomic_write(d / "result.json", lambda f: json.dump(info, f, indent=2), mode="w")
+    for ckpt in sorted(d.glob("checkpoint*")):
+        remove(ckpt)  # the group is done: its result is the record
 
 
 def run_sweep(
@@ -511,8 +537,7 @@ def merge(
             if (d / "result.json").exists() and not (target / "result.json").exists():
                 target.mkdir(parents=True, exist_ok=True)
                 for name in ("result.npz", "result.json"):
-                    shutil.copyfile(d / name, target / (name + ".tmp"))
-                    (target / (name + ".tmp")).replace(target / name)
+                    atomic_write(target / name, lambda f, src=d / name: f.write(src.read_bytes()))
     missing = [g for g in range(len(cfg.groups())) if not _group_done(out, g)]
     if missing:
         raise ValueError(f"groups {missing} are in none of the parts: run the missing shards first")
@@ -571,7 +596,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
         axis_names=np.asarray(cfg.axis_names),
         axis_values=axis_values,
     )
-    _atomic_write(out / "arrays.npz", lambda f: f.write(buf.getvalue()))
+    atomic_write(out / "arrays.npz", lambda f: f.write(buf.getvalue()))
 
     # measured transition and phase per cell and seed
     icl_name = headline
@@ -652,7 +677,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
             for p in preds
         ],
     }
-    _atomic_write(out / "theory.json", lambda f: json.dump(theory, f, indent=2), mode="w")
+    atomic_write(out / "theory.json", lambda f: json.dump(theory, f, indent=2), mode="w")
 
     buf_csv = io.StringIO()
     writer = csv.writer(buf_csv)
@@ -689,7 +714,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
                     int(diverged[c, s]),
                 ]
             )
-    _atomic_write(out / "summary.csv", lambda f: f.write(buf_csv.getvalue()), mode="w")
+    atomic_write(out / "summary.csv", lambda f: f.write(buf_csv.getvalue()), mode="w")
 
     from toy_models.report import write_report
 

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from theory._io import atomic_write, remove
 from theory._validate import check_choice, check_int, check_real
 from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
 from toy_models import measures as ms
@@ -509,15 +510,6 @@ def headline_measure(kind: str) -> str:
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, mode) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 CHECKPOINT = "checkpoint.json"  #: the manifest of a run directory's one consistent checkpoint
 
 
@@ -532,7 +524,7 @@ def save_checkpoint(path: Path, state: Any, step: int, history: dict[str, Any], 
     np.savez(buf, **{f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)})
     data = buf.getvalue()
     payload = f"checkpoint-{step:010d}.npz"
-    _atomic_write(path / payload, lambda f: f.write(data))
+    atomic_write(path / payload, lambda f: f.write(data))
     meta = {
         "step": step,
         "history": history,
@@ -541,10 +533,10 @@ def save_checkpoint(path: Path, state: Any, step: int, history: dict[str, Any], 
         "payload": payload,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    _atomic_write(path / CHECKPOINT, lambda f: json.dump(meta, f), mode="w")
-    for old in path.glob("checkpoint*.npz*"):
+    atomic_write(path / CHECKPOINT, lambda f: json.dump(meta, f), mode="w")
+    for old in sorted(path.glob("checkpoint*.npz*")):
         if old.name != payload:
-            old.unlink(missing_ok=True)  # superseded payloads, the old single-file layout, and half-written .tmp
+            remove(old)  # superseded payloads, the old single-file layout, and half-written .tmp
 
 
 def load_checkpoint(path: Path, template: Any) -> tuple[Any, int, dict[str, Any], dict[str, Any]] | None:
