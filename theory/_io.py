@@ -13,12 +13,15 @@ complete, the rename not yet done), ``"renamed"`` (the file is in place) or ``"r
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["WRITE_HOOK", "atomic_write", "remove", "tmp_path"]
+__all__ = ["WRITE_HOOK", "atomic_write", "read_json", "reading", "remove", "tmp_path"]
 
 #: called as hook(path, event) around every write and removal; None (the default) in normal use
 WRITE_HOOK: Callable[[Path, str], None] | None = None
@@ -59,3 +62,23 @@ def remove(path: str | Path) -> None:
     if path.exists():
         path.unlink(missing_ok=True)
         _event(path, "removed")
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value in ``path``; a file that is not JSON (or not UTF-8) is a ValueError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is not a JSON file: {err}") from None
+
+
+@contextmanager
+def reading(path: str | Path, what: str) -> Iterator[None]:
+    """Turn what a malformed file can raise while its content is interpreted (a missing key, a value of the wrong
+    type, an unreadable archive) into one ValueError naming the file: ``with reading(p, "a run's config"): ...``."""
+    try:
+        yield
+    except (KeyError, TypeError, IndexError, AttributeError, zipfile.BadZipFile) as err:
+        detail = f"missing {err}" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{str(path)!r} is not {what}: {detail}") from None

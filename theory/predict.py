@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from theory._io import atomic_write
+from theory._io import atomic_write, read_json, reading
 from theory._validate import check_int, check_real
 from theory.closed_form import phase_from, phases_closed_form
 from theory.distributions import ClassificationTask, TokenStreamTask
@@ -373,22 +373,24 @@ def _read_run(run_dir: Path) -> list[tuple]:
     cfg_path, sum_path = run_dir / "config.json", run_dir / "summary.json"
     if not (cfg_path.exists() and sum_path.exists()):
         raise ValueError(f"run directory {str(run_dir)!r} lacks config.json or summary.json: not a finished run")
-    cfg = json.loads(cfg_path.read_text())
-    summary = json.loads(sum_path.read_text())
-    task = config_from_dict(cfg["task"])
-    train = cfg.get("train", {})
-    opt, batch = str(train.get("optimizer", "adam")), int(train.get("batch_size", 64))
-    steps = int(summary.get("steps_trained", train.get("steps", 0)))
-    headline = summary.get("headline", "icl_acc")
-    out = []
-    for m in summary["models"]:
-        if m.get("diverged"):
-            continue
-        # a transition counts only if the run ended with the circuit formed: a run stopped mid-rise would place
-        # its half-way point on the plateau's onset instead
-        formed = m["final"].get(headline, 0.0) >= icl_threshold(task)
+    with reading(cfg_path, "a zipfhead train config"):
+        cfg = read_json(cfg_path)
+        task = config_from_dict(cfg["task"])
+        train = cfg.get("train", {})
+        opt, batch = str(train.get("optimizer", "adam")), int(train.get("batch_size", 64))
         decay = (float(train.get("weight_decay", 0.0)), str(train.get("decay_on", "all")))
-        out.append((task, float(m["lr"]), m["transition_step"] if formed else None, opt, batch, steps, *decay))
+    out = []
+    with reading(sum_path, "a zipfhead train summary"):
+        summary = read_json(sum_path)
+        steps = int(summary.get("steps_trained", train.get("steps", 0)))
+        headline = summary.get("headline", "icl_acc")
+        for m in summary["models"]:
+            if m.get("diverged"):
+                continue
+            # a transition counts only if the run ended with the circuit formed: a run stopped mid-rise would
+            # place its half-way point on the plateau's onset instead
+            formed = m["final"].get(headline, 0.0) >= icl_threshold(task)
+            out.append((task, float(m["lr"]), m["transition_step"] if formed else None, opt, batch, steps, *decay))
     return out
 
 

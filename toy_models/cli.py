@@ -204,32 +204,59 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --- zipfhead train --------------------------------------------------------------------------------------
-def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+#: the model and optimiser flags the theory reads (``zipfhead predict`` takes these and no others)
+THEORY_FLAGS = frozenset({"task", "n_layers", "optimizer", "lr", "weight_decay", "decay_on", "batch_size", "steps"})
+
+
+def _add_train_flags(parser: argparse.ArgumentParser, theory_only: bool = False) -> None:
+    """The model and training flags of ``zipfhead train``; with ``theory_only``, only :data:`THEORY_FLAGS` (the
+    reduced model has no widths, heads, momentum, evaluation schedule or seeds: a flag it would ignore is not
+    offered)."""
+
+    def keep(name: str) -> bool:
+        return not theory_only or name in THEORY_FLAGS
+
     parser.add_argument("--task", choices=("classification", "tokens"), default="classification")
     g = parser.add_argument_group("model")
-    _flag(g, "n_layers", int, "attention layers [2]")
-    _flag(g, "n_heads", int, "heads per layer [1]")
-    _flag(g, "d_model", int, "residual width [64]")
-    _flag(g, "d_head", int, "head width [d_model / n_heads]")
-    g.add_argument("--layer_norm", "--layer-norm", action="store_true", help="pre-attention layer norm")
-    _flag(g, "positional", str, "learned or onehot [onehot for classification, learned for tokens]")
-    _flag(g, "init_scale", float, "initial weights' std times sqrt(d_model) [0.8, TransformerLens's]")
+    model_flags = [
+        ("n_layers", int, "attention layers [2]"),
+        ("n_heads", int, "heads per layer [1]"),
+        ("d_model", int, "residual width [64]"),
+        ("d_head", int, "head width [d_model / n_heads]"),
+    ]
+    for name, kind, help_ in model_flags:
+        if keep(name):
+            _flag(g, name, kind, help_)
+    if not theory_only:
+        g.add_argument("--layer_norm", "--layer-norm", action="store_true", help="pre-attention layer norm")
+        _flag(g, "positional", str, "learned or onehot [onehot for classification, learned for tokens]")
+        _flag(g, "init_scale", float, "initial weights' std times sqrt(d_model) [0.8, TransformerLens's]")
     g = parser.add_argument_group("training")
     _flag(g, "optimizer", str, "adam or sgd [adam]")
     _flag(g, "lr", float, "learning rate [3e-3]")
-    g.add_argument("--lrs", type=float, nargs="+", default=None, help="several learning rates: one model per lr x seed")
-    _flag(g, "momentum", float, "sgd momentum [0.9]")
+    if not theory_only:
+        g.add_argument(
+            "--lrs", type=float, nargs="+", default=None, help="several learning rates: one model per lr x seed"
+        )
+        _flag(g, "momentum", float, "sgd momentum [0.9]")
     _flag(g, "weight_decay", float, "decoupled weight decay, AdamW's (per step: lr x weight_decay) [0]")
     _flag(g, "decay_on", str, "which weights decay: all, or attention (the in-context path only) [all]")
-    _flag(g, "warmup_steps", int, "linear warm-up steps [0]")
-    _flag(g, "batch_size", int, "sequences per step [64]")
-    _flag(g, "steps", int, "training steps [2000]")
-    _flag(g, "eval_every", int, "steps between evaluations [100]")
-    _flag(g, "eval_size", int, "sequences per evaluation set [512]")
+    train_flags = [
+        ("warmup_steps", int, "linear warm-up steps [0]"),
+        ("batch_size", int, "sequences per step [64]"),
+        ("steps", int, "training steps [2000]"),
+        ("eval_every", int, "steps between evaluations [100]"),
+        ("eval_size", int, "sequences per evaluation set [512]"),
+    ]
+    for name, kind, help_ in train_flags:
+        if keep(name):
+            _flag(g, name, kind, help_)
+    parser.add_argument("--json", action="store_true", help="print summary.json" if not theory_only else "print JSON")
+    if theory_only:
+        return
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="one model per seed, trained as one batch [0]")
     parser.add_argument("--out", default="runs/train", help="output directory [runs/train]")
     parser.add_argument("--overwrite", action="store_true", help="discard results already in --out")
-    parser.add_argument("--json", action="store_true", help="print summary.json")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 

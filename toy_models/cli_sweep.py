@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from typing import Any
 
 __all__ = ["add_sweep_parsers", "out_dir"]
@@ -28,6 +29,8 @@ def out_dir(given: str | None, default: str) -> str:
         return default
     if not given.strip():
         raise ValueError(f"--out = {given!r} is not allowed: name a directory")
+    if os.path.exists(given) and not os.path.isdir(given):
+        raise ValueError(f"--out = {given!r} is a file, not a directory: name a directory")
     return given
 
 

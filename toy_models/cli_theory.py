@@ -50,6 +50,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if len(args.grid) != 2:
             raise ValueError(f"--grid needs two axes, got {len(args.grid)}: --grid alpha=0:2:100 p_B=0:1:100")
         x, y = (_grid_axis(g) for g in args.grid)
+        if x[0] == y[0]:
+            raise ValueError(f"--grid names the axis {x[0]!r} twice: give two different axes")
         grid = phase_grid(task, x, y, **kw)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -111,10 +113,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def add_predict_parser(sub: Any, add_distribution_flags: Any, add_train_flags: Any) -> None:
-    """Register ``zipfhead predict`` (the same distribution, model and optimiser flags as ``train``)."""
+    """Register ``zipfhead predict``: ``train``'s distribution flags, and of its model and optimiser flags only
+    those the theory reads."""
     p = sub.add_parser("predict", help="the theory's transition step and phase for a distribution")
     add_distribution_flags(p)
-    add_train_flags(p)
+    add_train_flags(p, theory_only=True)
     p.add_argument(
         "--calibration",
         default=None,
@@ -127,7 +130,8 @@ def add_predict_parser(sub: Any, add_distribution_flags: Any, add_train_flags: A
         metavar="NAME=LO:HI:N[:log]",
         help="two axes: a phase diagram of the theory alone, written to --out",
     )
-    p.set_defaults(func=_cmd_predict, out="runs/predict")
+    p.add_argument("--out", default="runs/predict", help="where --grid writes its phase diagram [runs/predict]")
+    p.set_defaults(func=_cmd_predict)
 
 
 def add_calibrate_parser(sub: Any) -> None:

@@ -63,6 +63,8 @@ from typing import Any
 
 import numpy as np
 
+from theory._io import read_json, reading
+
 __all__ = [
     "export",
     "id_tokenizer",
@@ -110,7 +112,8 @@ def _run_dir_params(run_dir: Path, model_index: int) -> tuple[Any, dict[str, np.
 
     if not (run_dir / "config.json").exists():
         raise ValueError(f"{run_dir} is not a run directory: it has no config.json (made by zipfhead train)")
-    run = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    with reading(run_dir / "config.json", "a zipfhead train config"):
+        run = RunConfig.from_dict(read_json(run_dir / "config.json"))
     if (run_dir / "params.npz").exists():
         with np.load(run_dir / "params.npz", allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

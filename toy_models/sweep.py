@@ -343,13 +343,16 @@ def load_grid_file(path: str | Path, base: SweepConfig) -> SweepConfig:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"grid file {str(path)!r} does not exist")
-    text = path.read_text()
-    if path.suffix == ".toml":
-        import tomllib
+    import tomllib
 
-        data = tomllib.loads(text)
-    else:
-        data = json.loads(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ValueError(f"grid file {str(path)!r} is not valid {kind}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"grid file {str(path)!r} holds {type(data).__name__}, not a table of axes and settings")
     allowed = {"axes", "seeds", "name", "calibration", "task", "train"}
     unknown = set(data) - allowed
     if unknown:

@@ -135,9 +135,9 @@ class RunConfig:
         for s in self.seeds:
             check_int("seed", s, 0, 2**63 - 1)
         for lr in self.lrs:
-            check_real("lr", lr, 0.0, 1e3, low_open=True)
+            check_real("lrs", lr, 0.0, 1e3, low_open=True)
         for wd in self.weight_decays:
-            check_real("weight_decay", wd, 0.0, 10.0)
+            check_real("weight_decays", wd, 0.0, 10.0)
         if self.weight_decays and len(self.weight_decays) != len(self.tasks):
             raise ValueError(
                 f"weight_decays has {len(self.weight_decays)} values for {len(self.tasks)} tasks: give none or one "
