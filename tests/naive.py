@@ -12,13 +12,14 @@ take them from :mod:`theory.distributions` as the wrappers do.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from typing import NamedTuple
 
 import numpy as np
 
 from theory._rng import ZIG_F, ZIG_K, ZIG_R, ZIG_W
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, Zipf
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 GOLDEN = 0x9E3779B97F4A7C15
@@ -422,3 +423,80 @@ def reduced_integrate(y0, table, bin_size, s, iw_rate, inv_cap, rho, wd, t_end, 
         )
         y = [v + dt / 6 * (p + 2 * q + 2 * u + z) for v, p, q, u, z in zip(y, k1, k2, k3, k4, strict=True)]
     return y
+
+
+# --------------------------------------------------------------------------------------------------------------
+# In-context Markov chains.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def gamma_log(state: int, a: float) -> tuple[int, float]:
+    """log of a Gamma(a, 1) draw: Marsaglia and Tsang's squeeze-free acceptance test; for a < 1 the draw is
+    Gamma(a + 1) times U^(1/a), kept in logs."""
+    boost = 0.0
+    if a < 1.0:
+        state, u = uniform(state)
+        boost = math.log(1.0 - u) / a
+        a = a + 1.0
+    d = a - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        state, x = normal(state)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        state, u = uniform(state)
+        if math.log(1.0 - u) < 0.5 * x * x + d - d * v + d * math.log(v):
+            return state, boost + math.log(d * v)
+
+
+def naive_sample_markov(task: MarkovTask, n_seqs: int, seed: int, offset: int = 0) -> np.ndarray:
+    """Twin of :func:`theory.markov.sample_markov`: every row a Dirichlet draw as a CDF, then the chain."""
+    weights = (task.beta * task.base.probs()).tolist()
+    base_cdf = task.base.cdf().tolist()
+    out = []
+    for i in range(n_seqs):
+        state = stream(seed, offset + i)
+        rows = []
+        for _ in range(task.k):
+            logs = []
+            for a in weights:
+                state, g = gamma_log(state, a)
+                logs.append(g)
+            top = max(logs)
+            e = [math.exp(g - top) for g in logs]
+            total = sum(e)
+            cdf, acc = [], 0.0
+            for v in e:
+                acc += v / total
+                cdf.append(acc)
+            cdf[-1] = 1.0
+            rows.append(cdf)
+        state, x = categorical(state, base_cdf)
+        seq = [x]
+        for _ in range(task.T - 1):
+            state, u = uniform(state)
+            x = min(bisect.bisect_right(rows[x], u), task.k - 1)
+            seq.append(x)
+        out.append(seq)
+    return np.array(out, dtype=np.int32).reshape(n_seqs, task.T)
+
+
+def naive_predictor_losses(tokens: np.ndarray, task: MarkovTask) -> np.ndarray:
+    """Twin of :func:`theory.markov.predictor_losses`, by the definitions: counts kept in dicts."""
+    p = task.base.probs().tolist()
+    S, T = tokens.shape
+    out = np.zeros((S, 3, T - 1))
+    for s in range(S):
+        seq = [int(v) for v in tokens[s]]
+        for t in range(T - 1):
+            seen, nxt, cur = seq[: t + 1], seq[t + 1], seq[t]
+            pairs = list(itertools.pairwise(seen))
+            n_j = seen.count(nxt)
+            c_ij = pairs.count((cur, nxt))
+            c_i = sum(1 for a, _ in pairs if a == cur)
+            out[s, 0, t] = math.log(task.k)
+            out[s, 1, t] = -math.log((n_j + task.beta * p[nxt]) / (len(seen) + task.beta))
+            out[s, 2, t] = -math.log((c_ij + task.beta * p[nxt]) / (c_i + task.beta))
+    return out

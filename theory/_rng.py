@@ -143,3 +143,25 @@ def normal(state: np.uint64) -> tuple[np.uint64, float]:
         if ZIG_F[iz] + u * (ZIG_F[iz - 1] - ZIG_F[iz]) < np.exp(-0.5 * x * x):
             return state, x
         state, hz, iz = _signed_draw(state)
+
+
+@njit(inline="always")
+def gamma_log(state: np.uint64, a: float) -> tuple[np.uint64, float]:
+    """log of one Gamma(a, 1) draw, a > 0 (Marsaglia & Tsang 2000; for a < 1, Gamma(a + 1) U^(1/a), in logs so
+    that a tiny a cannot underflow to 0)."""
+    boost = 0.0
+    if a < 1.0:
+        state, u = uniform(state)
+        boost = np.log(1.0 - u) / a
+        a = a + 1.0
+    d = a - 1.0 / 3.0
+    c = 1.0 / np.sqrt(9.0 * d)
+    while True:
+        state, x = normal(state)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        state, u = uniform(state)
+        if np.log(1.0 - u) < 0.5 * x * x + d - d * v + d * np.log(v):
+            return state, boost + np.log(d * v)

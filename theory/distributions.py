@@ -30,6 +30,13 @@ Token streams (Bietti et al. 2023, arXiv 2306.00802, with a parametric marginal)
     n_triggers   trigger tokens per sequence, drawn distinct from ``trigger_dist``; each trigger is always
            followed by its sequence-specific output token, drawn from ``output_dist`` among the non-triggers.
 
+In-context Markov chains (Edelman et al. 2024, arXiv 2402.11004, with a parametric base measure)
+    k      number of states.
+    T      sequence length.
+    beta   Dirichlet concentration: each sequence draws its transition matrix P row by row from
+           Dirichlet(beta p), p = Zipf(k, alpha, q) the base measure (Edelman's Dirichlet(1) rows are alpha = 0,
+           beta = k). The first state is drawn from p; then x_(t+1) ~ P[x_t].
+
 In-weights memorisation (theory)
     c      memorisation rate: class k is absorbed at rate c * p_k per unit of training time t.
 """
@@ -45,7 +52,7 @@ import numpy as np
 
 from theory._validate import check_choice, check_int, check_real
 
-__all__ = ["ClassificationTask", "TokenStreamTask", "Zipf", "config_from_dict"]
+__all__ = ["ClassificationTask", "MarkovTask", "TokenStreamTask", "Zipf", "config_from_dict"]
 
 # Upper bound on K and V: the statistics are documented and tested up to 10^7; 10^8 still fits in memory.
 MAX_RANKS = 10**8
@@ -209,7 +216,40 @@ class TokenStreamTask(_Config):
         return Zipf(self.V, self.alpha, self.q)
 
 
-_KINDS: dict[str, type[_Config]] = {c.__name__: c for c in (Zipf, ClassificationTask, TokenStreamTask)}
+@dataclass(frozen=True)
+class MarkovTask(_Config):
+    """In-context Markov chains (Edelman et al. 2024): every sequence has its own transition matrix, its rows drawn
+    from Dirichlet(beta p) with p = Zipf(k, alpha, q). Symbols: see the module glossary.
+
+    Args:
+        k: number of states, 2 <= k <= 1024 (a sequence's whole matrix is drawn: k^2 Gamma draws).
+        T: sequence length, 2 <= T <= 65536.
+        beta: Dirichlet concentration, 0 < beta <= 10^6 (small: sharp, nearly deterministic rows).
+        alpha: Zipf exponent of the base measure, 0 <= alpha <= 16 (0: uniform, Edelman's setting).
+        q: Zipf-Mandelbrot shift of the base measure, >= 0.
+    """
+
+    k: int = 8
+    T: int = 64
+    beta: float = 8.0
+    alpha: float = 0.0
+    q: float = 0.0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "k", check_int("k", self.k, 2, 1024))
+        set_(self, "T", check_int("T", self.T, 2, 1 << 16))
+        set_(self, "beta", check_real("beta", self.beta, 0.0, 1e6, low_open=True))
+        set_(self, "alpha", check_real("alpha", self.alpha, 0.0, MAX_ALPHA))
+        set_(self, "q", check_real("q", self.q, 0.0, 1e6))
+
+    @property
+    def base(self) -> Zipf:
+        """The base measure p = Zipf(k, alpha, q) of the rows' Dirichlet prior and of the first state."""
+        return Zipf(self.k, self.alpha, self.q)
+
+
+_KINDS: dict[str, type[_Config]] = {c.__name__: c for c in (Zipf, ClassificationTask, TokenStreamTask, MarkovTask)}
 
 
 def config_from_dict(data: dict[str, Any]) -> _Config:
