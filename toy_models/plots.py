@@ -29,7 +29,9 @@ def curves(result: RunResult, summary: dict[str, Any]) -> Figure:
     """Training loss and accuracies against step, one column per model (up to 8), the transition marked."""
     M = min(len(result.run.model_seeds), 8)
     fig, axes = plt.subplots(2, M, figsize=(3.2 * M, 5.5), squeeze=False, sharex=True)
-    acc_names = [k for k, v in result.curves.items() if v.ndim == 2 and k.endswith("_acc")]
+    # accuracies, or for a Markov toy its progress up the stage ladder (each 0 at one rung and 1 at the next)
+    suffix = "_progress" if result.run.kind == "markov" else "_acc"
+    acc_names = [k for k, v in result.curves.items() if v.ndim == 2 and k.endswith(suffix)]
     headline = headline_measure(result.run.kind)
     for m in range(M):
         info = summary["models"][m]
@@ -44,9 +46,9 @@ def curves(result: RunResult, summary: dict[str, Any]) -> Figure:
         ax = axes[1, m]
         for name in acc_names:
             ax.plot(result.steps, result.curves[name][m], lw=1.5 if name == headline else 1, label=name)
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02) if suffix == "_acc" else ax.axhline(1.0, color="0.6", lw=0.6)
         ax.set_xlabel("step")
-        ax.set_ylabel("accuracy" if m == 0 else "")
+        ax.set_ylabel(("accuracy" if suffix == "_acc" else "progress to the next rung") if m == 0 else "")
         if info["transition_step"] is not None:
             for a in axes[:, m]:
                 a.axvline(info["transition_step"], color="k", ls="--", lw=0.8)
@@ -65,8 +67,9 @@ def attention(result: RunResult, model: int = 0) -> Figure:
         s = sets["icl"]
         inputs = classification_inputs(jnp.asarray(s["items"]), jnp.asarray(s["labels"]), run.task.L)
         ticks = [f"x{i // 2 + 1}" if i % 2 == 0 else f"l{i // 2 + 1}" for i in range(run.model.n_ctx - 1)] + ["xq"]
-    else:
-        inputs = jnp.asarray(sets["repeated"]["tokens"][:, :-1])
+    else:  # repeated random tokens for a token toy; a held-out chain for a Markov toy
+        probe = sets["repeated"] if "repeated" in sets else sets["chain"]
+        inputs = jnp.asarray(probe["tokens"][:, :-1])
         ticks = None
     _, cache = forward(params, run.model, inputs, cache=True)
     pattern = np.asarray(cache["pattern"][:, 0])  # (layers, heads, T, T)

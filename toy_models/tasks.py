@@ -8,7 +8,8 @@ In-context classification, sequence x_1 l_1 ... x_N l_N x_q (length 2N + 1): pos
 x_(i+1) in input dimensions [0, D); position 2i + 1 holds the one-hot label l_(i+1) in dimensions [D, D + L);
 the query x_q sits at position 2N. The model reads its label logits at the query position.
 
-Token streams: inputs are tokens[:, :-1], targets tokens[:, 1:] (next-token prediction at every position).
+Token streams and in-context Markov chains: inputs are tokens[:, :-1], targets tokens[:, 1:] (next-token
+prediction at every position).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
+from theory.markov import predictor_losses, sample_markov
 from theory.samplers import class_means, sample_classification, sample_repeated_tokens, sample_token_streams
 
-__all__ = ["ClassificationStream", "TokenStream", "classification_inputs", "derive_seed"]
+__all__ = ["ClassificationStream", "MarkovStream", "TokenStream", "classification_inputs", "derive_seed"]
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -143,3 +145,39 @@ class TokenStream:
         if rep.shape[1] < self.task.T:  # odd T: pad with one more random token to length T
             rep = np.concatenate([rep, rep[:, :1]], axis=1)
         return {"stream": {"tokens": s.tokens, "induction": s.induction}, "repeated": {"tokens": rep}}
+
+
+@dataclass(frozen=True)
+class MarkovStream:
+    """The in-context Markov-chain data of one model (Edelman et al. 2024, with a Zipf base measure)."""
+
+    task: MarkovTask
+    seed: int
+
+    @property
+    def n_ctx(self) -> int:
+        """Model context T - 1 (inputs tokens[:-1])."""
+        return self.task.T - 1
+
+    @property
+    def d_vocab(self) -> int:
+        return self.task.k
+
+    @property
+    def d_vocab_out(self) -> int:
+        return self.task.k
+
+    def means(self) -> None:
+        return None
+
+    def train_chunk(self, _means: Any, step0: int, n_steps: int, batch: int) -> dict[str, np.ndarray]:
+        """State sequences (n, b, T) int32: each its own chain, next-state training at every position."""
+        tokens = sample_markov(self.task, n_steps * batch, derive_seed(self.seed, "train"), offset=step0 * batch)
+        return {"tokens": tokens.reshape(n_steps, batch, self.task.T)}
+
+    def eval_sets(self, _means: Any, size: int) -> dict[str, dict[str, np.ndarray]]:
+        """``chain``: held-out sequences (size, T), with ``ref`` (3,) float32 the uniform, unigram and Bayes bigram
+        predictors' mean losses on them (nats; :data:`theory.markov.PREDICTORS` order), the stage ladder's rungs."""
+        tokens = sample_markov(self.task, size, derive_seed(self.seed, "eval0"))
+        ref = predictor_losses(tokens, self.task).mean(axis=(0, 2)).astype(np.float32)
+        return {"chain": {"tokens": tokens, "ref": ref}}

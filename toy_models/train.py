@@ -40,10 +40,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from theory._io import atomic_write, remove
 from theory._validate import check_choice, check_int, check_real
-from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
+from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
 from toy_models import measures as ms
 from toy_models.model import ModelConfig, forward, init_params
-from toy_models.tasks import ClassificationStream, TokenStream, classification_inputs, derive_seed
+from toy_models.tasks import ClassificationStream, MarkovStream, TokenStream, classification_inputs, derive_seed
 
 __all__ = ["RunConfig", "TrainConfig", "train"]
 
@@ -121,12 +121,12 @@ class RunConfig:
     ``task`` stays the template that fixes the shapes.
     """
 
-    task: ClassificationTask | TokenStreamTask
+    task: ClassificationTask | TokenStreamTask | MarkovTask
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     seeds: tuple[int, ...] = (0,)
     lrs: tuple[float, ...] = ()
-    tasks: tuple[ClassificationTask | TokenStreamTask, ...] = ()
+    tasks: tuple[ClassificationTask | TokenStreamTask | MarkovTask, ...] = ()
     weight_decays: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
@@ -162,8 +162,8 @@ class RunConfig:
 
     @property
     def kind(self) -> str:
-        """``classification`` or ``tokens``."""
-        return "classification" if isinstance(self.task, ClassificationTask) else "tokens"
+        """``classification``, ``tokens`` or ``markov``."""
+        return _KIND_OF[type(self.task)]
 
     @property
     def model_lrs(self) -> list[float]:
@@ -186,7 +186,7 @@ class RunConfig:
         return list(self.seeds) * max(1, len(self.tasks) or len(self.lrs))
 
     @property
-    def model_tasks(self) -> list[ClassificationTask | TokenStreamTask]:
+    def model_tasks(self) -> list[ClassificationTask | TokenStreamTask | MarkovTask]:
         """Distribution of each model."""
         if self.tasks:
             return [t for t in self.tasks for _ in self.seeds]
@@ -194,7 +194,7 @@ class RunConfig:
 
     def streams(self) -> list[ClassificationStream | TokenStream]:
         """The data stream of each model."""
-        cls = ClassificationStream if isinstance(self.task, ClassificationTask) else TokenStream
+        cls = {"classification": ClassificationStream, "tokens": TokenStream, "markov": MarkovStream}[self.kind]
         return [cls(t, s) for t, s in zip(self.model_tasks, self.model_seeds, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,6 +277,10 @@ DIVERGENCE_FACTOR = 10.0
 
 
 # --- losses --------------------------------------------------------------------------------------------------
+#: the training kind of each data family: what the model reads and where its loss is taken
+_KIND_OF = {ClassificationTask: "classification", TokenStreamTask: "tokens", MarkovTask: "markov"}
+
+
 def _loss_fn(cfg: ModelConfig, kind: str, L: int) -> Callable:
     if kind == "classification":
 
@@ -452,6 +456,25 @@ class Engine:
                         )
                 return out
 
+        elif run.kind == "markov":
+
+            def evaluate(params, sets):
+                s = sets["chain"]
+                tokens = s["tokens"]
+                logits, cache = forward(params, cfg, tokens[:, :-1], cache=True)
+                loss = ms.loss_by_position(logits, tokens[:, 1:]).mean()
+                uniform, unigram, bigram = s["ref"][0], s["ref"][1], s["ref"][2]
+                pattern = cache["pattern"]
+                return {
+                    "loss": loss,
+                    # 1 at the unigram rung (from 0 at uniform), and 1 at the Bayes bigram (from 0 at the unigram)
+                    "unigram_progress": (uniform - loss) / (uniform - unigram),
+                    "bigram_progress": (unigram - loss) / (unigram - bigram),
+                    "prev_score": jax.vmap(ms.previous_token_score)(pattern),
+                    # the statistical induction head attends to the states that followed earlier copies of x_t
+                    "induction_score": jax.vmap(ms.prefix_matching_score, (0, None))(pattern, tokens[:, :-1]),
+                }
+
         else:
             T = run.task.T
 
@@ -487,9 +510,11 @@ _PROBE_MIN_CHUNKS = 20  # runs shorter than this many chunks skip the timed prob
 CPU_WIDTH = 4
 
 
-def _shape_signature(task: ClassificationTask | TokenStreamTask) -> tuple[int, ...]:
-    """The task parameters that fix array shapes: (N, D, L) or (T, V)."""
-    return (task.N, task.D, task.L) if isinstance(task, ClassificationTask) else (task.T, task.V)
+def _shape_signature(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, ...]:
+    """The task parameters that fix array shapes: (N, D, L), (T, V) or (T, k)."""
+    if isinstance(task, ClassificationTask):
+        return (task.N, task.D, task.L)
+    return (task.T, task.V) if isinstance(task, TokenStreamTask) else (task.T, task.k)
 
 
 def _engine(run: RunConfig) -> Engine:
@@ -505,8 +530,9 @@ def _engine(run: RunConfig) -> Engine:
 
 
 def headline_measure(kind: str) -> str:
-    """The measure whose rise marks the transition: ICL accuracy, or accuracy on induction positions."""
-    return "icl_acc" if kind == "classification" else "induction_acc"
+    """The measure whose rise marks the transition: ICL accuracy, accuracy on induction positions, or (Markov
+    chains) the progress from the unigram rung to the Bayes bigram predictor."""
+    return {"classification": "icl_acc", "tokens": "induction_acc", "markov": "bigram_progress"}[kind]
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------
