@@ -141,6 +141,7 @@ FILE_CASES = [
     (["calibrate", "{missing}", "--out", "{tmp}/c.json"], "missing.json"),
     (["calibrate", "{tmp}/run", "--out", "{tmp}/c.json"], "run"),
     (["calibrate", "{directory}", "--out", "{tmp}/c.json"], "adir"),
+    (["calibrate", "{directory}", "--out", "{packaged}"], "packaged calibration"),
     (["experiment", "no-such-experiment", "--out", "{tmp}/o"], "no-such-experiment"),
     (["sweep", "--shard", "1/0", "--out", "{tmp}/o"], "shard"),
     (["sweep", "--axis", "K", "--out", "{tmp}/o"], "K"),
@@ -152,7 +153,8 @@ FILE_CASES = [
 @pytest.mark.parametrize(("argv", "needle"), FILE_CASES, ids=[" ".join(a[:3]) for a, _ in FILE_CASES])
 def test_a_bad_file_is_one_line_naming_it(argv, needle, capsys, tmp_path) -> None:
     files = _files(tmp_path)
-    filled = [a.format(tmp=tmp_path, **files) for a in argv]
+    packaged = Path(__file__).resolve().parents[1] / "theory" / "calibration.json"
+    filled = [a.format(tmp=tmp_path, packaged=packaged, **files) for a in argv]
     try:
         status, lines = _run(filled, capsys)
     except _Accepted:

@@ -86,8 +86,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from theory.predict import calibrate
+    from theory.predict import DEFAULT_CALIBRATION, calibrate
 
+    if Path(args.out).resolve() == DEFAULT_CALIBRATION.resolve():
+        raise ValueError(f"--out = {args.out!r} is the packaged calibration: write to a path of your own")
     cal = calibrate(args.run_dirs)
     cal.to_json(args.out)
     resid = np.asarray(cal.residuals)
