@@ -28,7 +28,7 @@ def markov_tasks(draw) -> MarkovTask:
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(task=markov_tasks(), seed=SEEDS, offset=st.integers(0, 2**40), n_seqs=st.integers(1, 4))
 def test_sampler_matches_its_twin(task, seed, offset, n_seqs) -> None:
     np.testing.assert_array_equal(
@@ -36,7 +36,7 @@ def test_sampler_matches_its_twin(task, seed, offset, n_seqs) -> None:
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(task=markov_tasks(), seed=SEEDS)
 def test_predictor_losses_match_their_twin(task, seed) -> None:
     tokens = sample_markov(task, 3, seed)
