@@ -12,6 +12,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Under pytest-xdist (make test runs two workers), several processes may share one accelerator: JAX must not
+# grab most of its memory at start-up in each of them. Set before any test module imports JAX.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 settings.register_profile(
     "ci", deadline=None, max_examples=40, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
