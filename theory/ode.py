@@ -1,4 +1,4 @@
-"""An adaptive Bogacki-Shampine 3(2) integrator: the one integrator of the reduced models v1 and v2.
+"""An adaptive Bogacki-Shampine 3(2) integrator: the one integrator of the reduced models (v1, v2, Markov).
 
 Each model supplies three Numba functions of a flat state ``y`` (P,), a case table ``data`` (R, W) and a parameter
 vector ``prm`` (Q,):
@@ -24,36 +24,43 @@ import numba as nb
 import numpy as np
 
 import theory.reduced as _v1  # the models' functions are read by Numba when it compiles, not at import
+import theory.reduced_markov as _mk
 import theory.reduced_v2 as _v2
 from theory.transition import MIN_RISE, crossing
 
 __all__ = ["MODELS", "integrate_cells"]
 
 #: the reduced models this integrator runs, by the integer its kernels dispatch on
-MODELS = {"v1": 1, "v2": 2}
+MODELS = {"v1": 1, "v2": 2, "markov": 3}
 
 
 @nb.njit(cache=True)
 def _drift(model, y, data, prm, out):
     if model == 1:
         _v1._flow(y, data, prm, out)
-    else:
+    elif model == 2:
         _v2.drift(y, data, prm, out)
+    else:
+        _mk.drift(y, data, prm, out)
 
 
 @nb.njit(cache=True)
 def _track(model, y, data, prm):
     if model == 1:
         return _v1._track(y, data, prm)
-    return _v2.track(y, data, prm)
+    if model == 2:
+        return _v2.track(y, data, prm)
+    return _mk.track(y, data, prm)
 
 
 @nb.njit(cache=True)
 def _probe(model, y, data, prm, row):
     if model == 1:
         _v1._probe(y, data, prm, row)
-    else:
+    elif model == 2:
         _v2.probe(y, data, prm, row)
+    else:
+        _mk.probe(y, data, prm, row)
 
 
 @nb.njit(cache=True)
@@ -153,7 +160,7 @@ def integrate_cells(
     """Integrate n cells of one model.
 
     Args:
-        model: ``v1`` or ``v2`` (:data:`MODELS`).
+        model: ``v1``, ``v2`` or ``markov`` (:data:`MODELS`).
         y0: (n, P) initial states; data: (n, R, W) case tables; prm: (n, Q) parameters; chance: (n,) the chance
             level of each cell's tracked curve; t_out: (n, E) output times (each strictly increasing, >= 0).
         n_record: K, the length of the probe's row.

@@ -38,8 +38,9 @@ import numpy as np
 from theory._io import atomic_write, read_json, reading
 from theory._validate import check_int, check_real
 from theory.closed_form import phase_from, phases_closed_form
-from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 from theory.reduced import ReducedParams, integrate_grid, token_cases
+from theory.reduced_markov import MarkovCases, integrate_markov, markov_cases
 from theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
 from theory.transition import curve_phase_flags
 
@@ -71,10 +72,21 @@ LR_MAX = 10.0
 FULL_FIT_DISTRIBUTIONS = 8
 
 
-def icl_threshold(task: ClassificationTask | TokenStreamTask) -> float:
-    """In-context accuracy at which the induction circuit counts as formed: half-way from the copy plateau to 1."""
+#: bigram progress at which a Markov toy's statistical induction head counts as formed: a quarter of the way from
+#: the unigram rung to the Bayes predictor. Its toys (attention-only, one head per layer) end at 0.45-0.78 of that
+#: way and the reduced model's single-head mixture plateaus at 0.3-0.6 (notebook 05): the head has formed well
+#: before either plateau, and a toy that stays on the unigram rung wanders by less than 0.1 around 0.
+MARKOV_FORMED = 0.25
+
+
+def icl_threshold(task: ClassificationTask | TokenStreamTask | MarkovTask) -> float:
+    """The headline measure's level at which the induction circuit counts as formed: for classification, half-way
+    from the copy plateau to 1; for token streams, induction accuracy 0.5; for Markov chains, bigram progress
+    :data:`MARKOV_FORMED`."""
     if isinstance(task, ClassificationTask):
         return 0.5 * (1.0 + task.B / task.N)
+    if isinstance(task, MarkovTask):
+        return MARKOV_FORMED
     return 0.5
 
 
@@ -147,7 +159,7 @@ def load_calibration(path: str | Path | None = None, *, label: str | None = None
 
 
 def _params(
-    task: ClassificationTask | TokenStreamTask,
+    task: ClassificationTask | TokenStreamTask | MarkovTask,
     cal: Calibration,
     weight_decay: float,
     optimizer: str,
@@ -155,7 +167,8 @@ def _params(
     decay_on: str = "all",
     n_layers: int = 2,
 ) -> ReducedParams:
-    """The reduced model's parameters for one toy: v2's (:class:`ParamsV2`) for classification, v1's for tokens."""
+    """The reduced model's parameters for one toy: v2's (:class:`ParamsV2`) for classification, v1's for tokens and
+    Markov chains (the Markov model reads init, optimizer, batch and the circuit's decay rate)."""
     common = {
         # one layer cannot build the previous-token step: a = b = 0 is then a fixed point (the copy plateau)
         "init": cal.init if n_layers >= 2 else 0.0,
@@ -171,31 +184,46 @@ def _params(
     return ReducedParams(D=1, **common)
 
 
-def _cases(task: ClassificationTask | TokenStreamTask):
+def _cases(task: ClassificationTask | TokenStreamTask | MarkovTask):
     if isinstance(task, ClassificationTask):
         return cases_v2(task)
     if isinstance(task, TokenStreamTask):
         return token_cases(task)
-    raise ValueError(f"task = {task!r} is not allowed: task must be a ClassificationTask or a TokenStreamTask")
+    if isinstance(task, MarkovTask):
+        return markov_cases(task)
+    raise ValueError(f"task = {task!r} is not allowed: a ClassificationTask, TokenStreamTask or MarkovTask")
 
 
 def _integrate(cells: list[tuple[Any, ReducedParams, np.ndarray]], rtol: float) -> list[Any]:
-    """Trajectories of (cases, params, t_out) cells, in order: v2 cells (classification) and v1 cells (tokens) each
-    integrated as one parallel batch."""
+    """Trajectories of (cases, params, t_out) cells, in order: v2 cells (classification), Markov cells and v1 cells
+    (tokens), each model's cells integrated as one parallel batch."""
     out: list[Any] = [None] * len(cells)
-    for is_v2 in (True, False):
-        idx = [i for i, (cs, _, _) in enumerate(cells) if isinstance(cs, CasesV2) == is_v2]
+
+    def kind(cs: Any) -> str:
+        return "v2" if isinstance(cs, CasesV2) else "markov" if isinstance(cs, MarkovCases) else "v1"
+
+    for model in ("v2", "markov", "v1"):
+        idx = [i for i, (cs, _, _) in enumerate(cells) if kind(cs) == model]
         if not idx:
             continue
         part = [cells[i] for i in idx]
-        trajs = integrate_v2(part, rtol=rtol) if is_v2 else integrate_grid(part, rtol=rtol, with_loss=False)
+        if model == "v2":
+            trajs = integrate_v2(part, rtol=rtol)
+        elif model == "markov":
+            # Adam's noise floor as v2's: 1 / batch, in units of the expected loss's gradient
+            floors = [1.0 / p.batch if p.optimizer == "adam" else 0.0 for _, p, _ in part]
+            trajs = integrate_markov(
+                [(cs, p.init, f, p.decay_rates()[0], t) for (cs, p, t), f in zip(part, floors, strict=True)], rtol=rtol
+            )
+        else:
+            trajs = integrate_grid(part, rtol=rtol, with_loss=False)
         for i, tr in zip(idx, trajs, strict=True):
             out[i] = tr
     return out
 
 
 def predict_many(
-    tasks: list[ClassificationTask | TokenStreamTask],
+    tasks: list[ClassificationTask | TokenStreamTask | MarkovTask],
     *,
     lr: float | list[float],
     steps: int,
@@ -304,7 +332,7 @@ def predict_many(
     return out
 
 
-def predict(task: ClassificationTask | TokenStreamTask, **kwargs: Any) -> dict[str, Any]:
+def predict(task: ClassificationTask | TokenStreamTask | MarkovTask, **kwargs: Any) -> dict[str, Any]:
     """Predict one distribution; see :func:`predict_many`."""
     return predict_many([task], **kwargs)[0]
 
@@ -446,7 +474,9 @@ def calibrate_rows(
     measured = np.array([r[2] if m else np.nan for r, m in zip(rows, made, strict=True)], dtype=np.float64)
     base = load_calibration() if DEFAULT_CALIBRATION.exists() else Calibration()
     distinct = {t.to_json() for t in tasks}
-    if len(distinct) < 3:
+    if all(isinstance(t, MarkovTask) for t in tasks):
+        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])  # the Markov model has neither
+    elif len(distinct) < 3:
         kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
     elif len(distinct) < FULL_FIT_DISTRIBUTIONS:
         kappas = np.array([base.kappa])  # the capacity (and v2's leak) keep the packaged values: too few cells

@@ -1,0 +1,167 @@
+"""Reduced model of the Markov chains' bigram stage (theory.reduced_markov): derivation, case table, flow, integrator.
+
+References never come from the code under test: the case table is checked against the mixture predictor written
+here from the module docstring's definition (plain Python, one chain and one position at a time, counts kept in
+dicts), and at x = 0 against the unigram predictor of theory.markov (independent code); the kernel's gradient
+against finite differences of that loss; the integrator against a fixed-step RK4 twin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theory.distributions import MarkovTask
+from theory.markov import predictor_losses, sample_markov
+from theory.predict import Calibration, predict_many
+from theory.reduced_markov import (
+    KERNEL_MODULE,
+    case_loss,
+    drift,
+    integrate_markov,
+    kernel_source,
+    markov_cases,
+    pack,
+    probe,
+)
+
+TASK = MarkovTask(k=5, T=32, beta=3.0, alpha=1.0)
+
+
+def test_generated_kernel_is_the_current_derivation():
+    """theory/_reduced_markov_kernel.py is exactly what sympy derives now (python -m theory.reduced_markov)."""
+    assert KERNEL_MODULE.read_text() == kernel_source()
+
+
+def naive_mixture_loss(tokens: np.ndarray, task: MarkovTask, x: float) -> float:
+    """Mean -log p_x(next) over every position of every chain, from the definition: earlier positions whose
+    predecessor is the current state weigh e^x, the others 1, and the copied tokens are smoothed by beta p."""
+    p = task.base.probs()
+    total, count = 0.0, 0
+    for seq in tokens.tolist():
+        for t in range(1, len(seq)):
+            i, j = seq[t - 1], seq[t]
+            weights: dict[int, float] = {}
+            for s in range(t):  # position s holds seq[s]; its predecessor is seq[s - 1] (none for s = 0)
+                w = math.exp(x) if s >= 1 and seq[s - 1] == i else 1.0
+                weights[seq[s]] = weights.get(seq[s], 0.0) + w
+            norm = sum(weights.values()) + task.beta
+            total -= math.log((weights.get(j, 0.0) + task.beta * p[j]) / norm)
+            count += 1
+    return total / count
+
+
+tasks = st.builds(
+    MarkovTask,
+    k=st.integers(2, 6),
+    T=st.integers(2, 12),
+    beta=st.floats(0.3, 10.0),
+    alpha=st.floats(0.0, 2.0),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(task=tasks, seed=st.integers(0, 2**31 - 1), x=st.floats(-2.0, 4.0))
+def test_case_table_is_the_mixture_predictor(task, seed, x):
+    """L(x) from the aggregated case table equals the definition evaluated chain by chain on the same chains, to
+    1e-10 relative (the table only regroups the same terms; float summation order differs)."""
+    cases = markov_cases(task, n_seqs=30, seed=seed)
+    assert cases.table[:, 0].sum() == pytest.approx(1.0, rel=1e-12)
+    tokens = sample_markov(task, 30, seed)
+    assert case_loss(cases, x) == pytest.approx(naive_mixture_loss(tokens, task, x), rel=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(task=tasks, seed=st.integers(0, 2**31 - 1))
+def test_at_zero_match_the_model_is_the_unigram_predictor(task, seed):
+    """At x = 0 the mixture is theory.markov's in-context unigram predictor: the same mean loss on the same chains
+    (1e-10 relative), and the stored rungs are predictor_losses' unigram and bigram means."""
+    cases = markov_cases(task, n_seqs=30, seed=seed)
+    ref = predictor_losses(sample_markov(task, 30, seed), task).mean(axis=(0, 2))
+    assert case_loss(cases, 0.0) == pytest.approx(float(ref[1]), rel=1e-10)
+    assert cases.unigram_loss == pytest.approx(float(ref[1]), rel=1e-12)
+    assert cases.bigram_loss == pytest.approx(float(ref[2]), rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=st.floats(-2.0, 2.0), b=st.floats(-2.0, 2.0))
+def test_gradient_flow_is_minus_the_gradient_of_the_definition(a, b):
+    """With noise2 = 0 and no decay the drift is -dL/d(a, b), L(a b) the case table's loss: central differences
+    with step 1e-6 (accurate to ~1e-9 here), 1e-6 relative + 1e-8 absolute."""
+    cases = markov_cases(TASK, n_seqs=200, seed=1)
+    _, data, prm, _, _ = pack([(cases, 0.1, 0.0, 0.0, np.array([0.0, 1.0]))])
+    out = np.zeros(2)
+    drift(np.array([a, b]), data[0], prm[0], out)
+    h = 1e-6
+    da = (case_loss(cases, (a + h) * b) - case_loss(cases, (a - h) * b)) / (2 * h)
+    db = (case_loss(cases, a * (b + h)) - case_loss(cases, a * (b - h))) / (2 * h)
+    assert out[0] == pytest.approx(-da, rel=1e-6, abs=1e-8)
+    assert out[1] == pytest.approx(-db, rel=1e-6, abs=1e-8)
+
+
+def test_adam_drift_is_the_normalised_gradient_with_decay():
+    """drift = -g / sqrt(g^2 + noise2) - lambda y, from the gradient flow's g (noise2 = 0, no decay)."""
+    cases = markov_cases(TASK, n_seqs=200, seed=2)
+    y = np.array([0.4, 0.7])
+    _, data, prm, _, _ = pack([(cases, 0.1, 0.0, 0.0, np.array([0.0, 1.0]))])
+    g = np.zeros(2)
+    drift(y, data[0], prm[0], g)
+    _, data, prm, _, _ = pack([(cases, 0.1, 1 / 32, 0.05, np.array([0.0, 1.0]))])
+    d = np.zeros(2)
+    drift(y, data[0], prm[0], d)
+    np.testing.assert_allclose(d, g / np.sqrt(g**2 + 1 / 32) - 0.05 * y, rtol=1e-12)
+
+
+def test_integrator_matches_a_fixed_step_rk4_twin():
+    """theory.ode on the Markov drift against 4000 RK4 steps of the same drift in plain numpy: states within 1e-5
+    relative at t = 8 (the adaptive scheme's rtol is 1e-8 here; RK4's error at h = 2e-3 is ~1e-11)."""
+    cases = markov_cases(TASK, n_seqs=300, seed=3)
+    t_end = 8.0
+    tr = integrate_markov([(cases, 0.1, 1 / 32, 0.0, np.array([0.0, t_end / 2, t_end]))], rtol=1e-8)[0]
+    y0, data, prm, _, _ = pack([(cases, 0.1, 1 / 32, 0.0, np.array([0.0, 1.0]))])
+    y = y0[0].copy()
+    h = t_end / 4000
+    k = [np.zeros(2) for _ in range(4)]
+    for _ in range(4000):
+        drift(y, data[0], prm[0], k[0])
+        drift(y + 0.5 * h * k[0], data[0], prm[0], k[1])
+        drift(y + 0.5 * h * k[1], data[0], prm[0], k[2])
+        drift(y + h * k[2], data[0], prm[0], k[3])
+        y = y + h / 6 * (k[0] + 2 * k[1] + 2 * k[2] + k[3])
+    np.testing.assert_allclose(tr.state[-1], y, rtol=1e-5, atol=1e-9)
+    row = np.zeros(3)
+    probe(y, data[0], prm[0], row)
+    assert tr.icl[-1] == pytest.approx(row[0], rel=1e-5)
+
+
+def test_the_bigram_stage_forms_with_two_layers_and_never_with_one():
+    """Two layers climb from the unigram rung (progress 0 at t = 0) past the formed threshold; one layer (a = b =
+    0, a fixed point) stays at 0 (to float rounding: the table's L(0) and the stored unigram loss are the same sum
+    taken in different orders, ~1e-13 apart) and predicts no transition."""
+    cal = Calibration(time_scale=6.0, init=0.1)
+    two, one = (
+        predict_many([TASK], lr=3e-3, steps=2000, batch_size=32, n_layers=n, calibration=cal, closed_form=False)[0]
+        for n in (2, 1)
+    )
+    assert two["phase"] == "icl" and two["transition_step"] is not None
+    assert one["phase"] == "neither" and one["transition_step"] is None
+    assert abs(one["icl_accuracy"]) < 1e-9
+
+
+def test_concentrated_rows_form_the_head_sooner():
+    """The data's lever: at beta = 1 the bigram counts gain more over the unigram counts than at beta = 9, and the
+    predicted onset is earlier (by more than the 5% the case table's sampling could move it)."""
+    cal = Calibration(time_scale=6.0, init=0.1)
+    fast, slow = predict_many(
+        [MarkovTask(k=5, T=32, beta=b, alpha=1.0) for b in (1.0, 9.0)],
+        lr=3e-3,
+        steps=2000,
+        batch_size=32,
+        calibration=cal,
+        closed_form=False,
+    )
+    assert fast["transition_step"] * 1.05 < slow["transition_step"]

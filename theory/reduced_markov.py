@@ -1,0 +1,271 @@
+"""Reduced model of the bigram stage of in-context Markov chains: when the statistical induction head forms.
+
+A two-layer attention-only toy trained on :mod:`theory.markov` chains first predicts by the context's unigram counts
+(attending evenly to earlier tokens and copying them), then by its bigram counts: a previous-token head (layer 0)
+writes each position's predecessor into it, and the second layer's query (the current state i) matches positions
+whose predecessor is i and copies their tokens. This module keeps that circuit and nothing else.
+
+State: the previous-token strength ``a`` and the match strength ``b``; the match logit is x = a b. A position whose
+predecessor equals the current state i gets attention weight e^x, every other earlier position weight 1, and the
+copied tokens are smoothed by the prior (pseudo-count beta p_j), so the prediction of the next state j after
+x_1..x_t is
+
+    p_x(j) = (e^x C + R) / (e^x N + M),    C = c_ij,  R = u_j - c_ij + beta p_j,  N = c_i,  M = t - c_i + beta,
+
+with u_j the count of j among x_1..x_t, c_ij the transitions i -> j among them and c_i = sum_j c_ij. At x = 0 this is
+exactly the unigram predictor of :mod:`theory.markov` (u_j + beta p_j) / (t + beta): the unigram rung, where the
+model starts. As x grows the prediction moves toward the context's raw bigram frequencies c_ij / c_i, which a single
+head cannot smooth the way the Bayes predictor (c_ij + beta p_j) / (c_i + beta) does, so L(x) has a finite optimum
+x* and the model plateaus short of the Bayes loss: at (L(0) - L(x*)) / (L(0) - L_Bayes) = 0.31-0.69 on the ``markov``
+preset's grid (lower for larger alpha and beta; notebook 05). The toys plateau higher (0.5-0.8 at 2000 steps).
+
+The expected loss L(x) = E[-log p_x(x_(t+1))] over the chains' positions is a finite sum of *cases* (C, R, N, M)
+with weights, tabulated from sampled chains (:func:`markov_cases`). Its gradient drives (a, b) by Adam's normalised
+flow, as in the classification model (:mod:`theory.reduced_v2`): each strength moves at dL/d(.) / sqrt(dL/d(.)^2 +
+1 / batch). The tracked curve is the bigram progress (L(0) - L(x)) / (L(0) - L_Bayes), the toys' headline measure.
+One layer has no previous-token step: a = b = 0 is then a fixed point and the model stays on the unigram rung.
+
+The data enter through one statistic above all: S = -dL/dx at x = 0, the gain per unit match of the bigram counts
+over the unigram counts. Concentrated rows (small beta) and a flat base measure (small alpha) make it large and the
+head early. The case loss and its gradient are derived with sympy (:data:`CASE_LOSS`) and compiled to a Numba kernel
+(``python -m theory.reduced_markov`` regenerates ``theory/_reduced_markov_kernel.py``; a test checks it is current).
+Derivation, checks and the comparison with trained toys: ``proofs_notebooks/05_language_like.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+import sympy as sp
+
+from theory._codegen import kernel_module, write_module
+from theory._reduced_markov_kernel import case_terms
+from theory._validate import check_int, check_real
+from theory.distributions import MarkovTask
+from theory.markov import predictor_losses, sample_markov
+
+__all__ = [
+    "CASE_LOSS",
+    "CASE_SYMBOLS",
+    "COLUMNS",
+    "MarkovCases",
+    "TrajectoryMarkov",
+    "integrate_markov",
+    "kernel_source",
+    "markov_cases",
+    "pack",
+]
+
+# --------------------------------------------------------------------------------------------------- derivation
+a_, b_ = sp.symbols("a b", real=True)
+C_, R_, N_, M_ = sp.symbols("C R N M", nonnegative=True)
+#: the state variables and the case parameters, in the kernel's argument order
+CASE_SYMBOLS = (a_, b_, C_, R_, N_, M_)
+_x = a_ * b_
+#: one case's cross-entropy, -log p_x(j)
+CASE_LOSS = sp.log(sp.exp(_x) * N_ + M_) - sp.log(sp.exp(_x) * C_ + R_)
+
+KERNEL_MODULE = Path(__file__).with_name("_reduced_markov_kernel.py")
+
+
+def kernel_source() -> str:
+    """Source of ``case_terms(a, b, C, R, N, M)`` -> (loss, dl/da, dl/db), derived with sympy."""
+    exprs = [CASE_LOSS, sp.diff(CASE_LOSS, a_), sp.diff(CASE_LOSS, b_)]
+    return kernel_module("python -m theory.reduced_markov", "CASE_LOSS", "case_terms", exprs, CASE_SYMBOLS)
+
+
+def write_kernel() -> None:
+    """Regenerate ``theory/_reduced_markov_kernel.py`` (write, then rename)."""
+    write_module(KERNEL_MODULE, kernel_source())
+
+
+# --------------------------------------------------------------------------------------------------- data cases
+#: the columns of a case table, in order
+COLUMNS = ("weight", "C", "R", "N", "M")
+W, CC, CR, CN, CM = range(len(COLUMNS))
+#: sampled chains behind a case table, and the seed they are drawn with (fixed: a prediction is a function of the
+#: task). 4000 chains of T = 32 give L(x) to about 0.3% (the spread of S between seeds of 4000 chains, measured
+#: at k = 5, beta = 3)
+N_SEQS = 4000
+SEED = 20261204
+
+
+@nb.njit(cache=True)
+def _case_rows(tokens, k, beta, p, out):
+    """(C, R, N, M) of every predicted position of every chain into out (S (T - 1), 4)."""
+    S, T = tokens.shape
+    row = 0
+    for s in range(S):
+        u = np.zeros(k)
+        c = np.zeros((k, k))
+        n = np.zeros(k)
+        u[tokens[s, 0]] += 1.0
+        for t in range(1, T):  # predict tokens[s, t] from the t tokens before it
+            i, j = tokens[s, t - 1], tokens[s, t]
+            out[row, 0] = c[i, j]
+            out[row, 1] = u[j] - c[i, j] + beta * p[j]
+            out[row, 2] = n[i]
+            out[row, 3] = t - n[i] + beta
+            row += 1
+            u[j] += 1.0  # the next position attends tokens[s, t], whose predecessor is i
+            c[i, j] += 1.0
+            n[i] += 1.0
+
+
+@dataclass(frozen=True)
+class MarkovCases:
+    """The expected loss over a Markov family as weighted cases.
+
+    ``table`` (R, 5): columns :data:`COLUMNS`, weights summing to 1 (each row a distinct (C, R, N, M), weighted by
+    its share of the sampled positions); ``unigram_loss`` L(0) and ``bigram_loss`` (the Bayes predictor's mean loss
+    on the same chains), in nats per position.
+    """
+
+    table: np.ndarray
+    unigram_loss: float
+    bigram_loss: float
+
+
+def case_loss(cases: MarkovCases, x: float) -> float:
+    """L(x): the mean loss (nats per position) at match logit x, from the case table."""
+    t = cases.table
+    return float(np.sum(t[:, W] * (np.log(np.exp(x) * t[:, CN] + t[:, CM]) - np.log(np.exp(x) * t[:, CC] + t[:, CR]))))
+
+
+@lru_cache(maxsize=128)
+def markov_cases(task: MarkovTask, n_seqs: int = N_SEQS, seed: int = SEED) -> MarkovCases:
+    """The case table of ``task`` from ``n_seqs`` chains drawn with ``seed`` (see the module docstring)."""
+    if not isinstance(task, MarkovTask):
+        raise ValueError(f"task = {task!r} is not allowed: task must be a MarkovTask")
+    n_seqs = check_int("n_seqs", n_seqs, 1)
+    tokens = sample_markov(task, n_seqs, seed)
+    rows = np.empty((n_seqs * (task.T - 1), 4))
+    _case_rows(tokens.astype(np.int64), task.k, float(task.beta), task.base.probs(), rows)
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    table = np.concatenate([(counts / rows.shape[0])[:, None], unique], axis=1)
+    ref = predictor_losses(tokens, task).mean(axis=(0, 2))
+    return MarkovCases(table=table, unigram_loss=float(ref[1]), bigram_loss=float(ref[2]))
+
+
+# --------------------------------------------------------------------------------------------------- the flow
+# prm layout: noise2, n_rows, unigram loss, bigram loss, weight decay
+NOISE2, NROWS, LUNI, LBI, WD = range(5)
+HEADER = 5
+
+
+@nb.njit(cache=True, fastmath=True)
+def _loss_grad(y, data, prm):
+    """(L, dL/da, dL/db) at state y."""
+    loss = ga = gb = 0.0
+    for i in range(int(prm[NROWS])):
+        w = data[i, W]
+        t = case_terms(y[0], y[1], data[i, CC], data[i, CR], data[i, CN], data[i, CM])
+        loss += w * t[0]
+        ga += w * t[1]
+        gb += w * t[2]
+    return loss, ga, gb
+
+
+@nb.njit(cache=True, fastmath=True)
+def drift(y, data, prm, out):
+    """Adam's normalised flow d / sqrt(d^2 + noise2) of (a, b) (gradient flow when noise2 = 0), with decoupled
+    weight decay."""
+    _, ga, gb = _loss_grad(y, data, prm)
+    noise2 = prm[NOISE2]
+    da, db = -ga, -gb
+    if noise2 > 0.0:
+        da = da / math.sqrt(da * da + noise2)
+        db = db / math.sqrt(db * db + noise2)
+    out[0] = da - prm[WD] * y[0]
+    out[1] = db - prm[WD] * y[1]
+
+
+@nb.njit(cache=True, fastmath=True)
+def track(y, data, prm):
+    """The bigram progress (L(0) - L(x)) / (L(0) - L_Bayes): the curve whose transition is located."""
+    return (prm[LUNI] - _loss_grad(y, data, prm)[0]) / (prm[LUNI] - prm[LBI])
+
+
+@nb.njit(cache=True, fastmath=True)
+def probe(y, data, prm, row):
+    """(bigram progress, loss, match logit x) at state y."""
+    loss = _loss_grad(y, data, prm)[0]
+    row[0] = (prm[LUNI] - loss) / (prm[LUNI] - prm[LBI])
+    row[1] = loss
+    row[2] = y[0] * y[1]
+
+
+@dataclass(frozen=True)
+class TrajectoryMarkov:
+    """One integrated cell on its output times: ``t`` (E,) flow times; ``icl`` (E,) the bigram progress (0 at the
+    unigram rung, 1 at the Bayes predictor); ``iwl`` (E,) zeros (each chain draws its own matrix: there is nothing
+    to learn in weights beyond the base measure, which the unigram rung already carries); ``loss`` (E,) nats per
+    position; ``state`` (E, 2) = (a, b); ``transition``: the flow time of the one rule's crossing, or None."""
+
+    t: np.ndarray
+    icl: np.ndarray
+    iwl: np.ndarray
+    loss: np.ndarray
+    state: np.ndarray
+    transition: float | None
+
+
+def pack(items: list[tuple[MarkovCases, float, float, float, np.ndarray]]):
+    """The integrator's padded arrays (y0, data, prm, chance, t_out) for cells (cases, init, noise2, weight decay,
+    t_out)."""
+    n = len(items)
+    R = max(cs.table.shape[0] for cs, *_ in items)
+    E = items[0][-1].shape[0]
+    y0 = np.zeros((n, 2))
+    data = np.zeros((n, R, len(COLUMNS)))
+    prm = np.zeros((n, HEADER))
+    t_out = np.zeros((n, E))
+    for i, (cs, init, noise2, wd, t) in enumerate(items):
+        if t.shape != (E,):
+            raise ValueError(f"t_out has shape {t.shape} in cell {i}: every cell needs the same number of times {E}")
+        data[i, : cs.table.shape[0]] = cs.table
+        prm[i] = [noise2, cs.table.shape[0], cs.unigram_loss, cs.bigram_loss, wd]
+        y0[i] = [init, init]
+        t_out[i] = t
+    return y0, data, prm, np.zeros(n), t_out
+
+
+def integrate_markov(
+    cells: list[tuple[MarkovCases, float, float, float, np.ndarray]], *, rtol: float = 1e-5, max_steps: int = 200_000
+) -> list[TrajectoryMarkov]:
+    """Integrate many cells at once; ``cells`` are (cases, init, noise2, weight decay, t_out): the initial a = b,
+    Adam's noise floor (0: gradient flow), the flow's decay rate, and the output times (each of the same length E,
+    strictly increasing from >= 0)."""
+    if not cells:
+        raise ValueError("cells is empty: give at least one (cases, init, noise2, weight decay, t_out)")
+    for _, init, noise2, wd, t in cells:
+        check_real("init", init, 0.0, 10.0)
+        check_real("noise2", noise2, 0.0, 1e6)
+        check_real("weight_decay", wd, 0.0, 1e3)
+        t = np.asarray(t, dtype=np.float64)
+        if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0) or t[0] < 0:
+            raise ValueError("t_out must be a 1-d array of at least 2 finite, strictly increasing times >= 0")
+    y0, data, prm, chance, t_out = pack([(cs, i, n2, wd, np.asarray(t, np.float64)) for cs, i, n2, wd, t in cells])
+    from theory.ode import integrate_cells  # theory.ode imports this module
+
+    rec, ys, tstar = integrate_cells("markov", y0, data, prm, chance, t_out, 3, rtol=rtol, max_steps=max_steps)
+    return [
+        TrajectoryMarkov(
+            t=t_out[i],
+            icl=rec[i, :, 0],
+            iwl=np.zeros(t_out.shape[1]),
+            loss=rec[i, :, 1],
+            state=ys[i],
+            transition=None if math.isnan(tstar[i]) else float(tstar[i]),
+        )
+        for i in range(len(cells))
+    ]
+
+
+if __name__ == "__main__":
+    write_kernel()
