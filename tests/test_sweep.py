@@ -352,3 +352,33 @@ def test_a_kill_between_any_two_writes_then_a_rerun_gives_the_uninterrupted_file
         assert got.keys() == expected.keys() and got["listing"] == expected["listing"], what
         for name in expected:
             assert got[name] == expected[name], f"{what}: {name} differs"
+
+
+def test_a_markov_sweep_measures_the_bigram_stage_and_predicts_it(tmp_path):
+    """A Markov sweep (issue 12) trains MarkovStream toys, measures each transition from the unigram rung (bigram
+    progress 0, not its step-0 value far below at the uniform rung), predicts every cell with the Markov reduced
+    model, and collect() reads it. Sparse rows (beta 0.5) form the head within 300 steps in these toys (the
+    preset's measured onset there is ~190 steps)."""
+    from theory.distributions import MarkovTask
+    from toy_models.experiments import collect
+    from toy_models.model import ModelConfig
+    from toy_models.train import TrainConfig
+
+    cfg = sw.SweepConfig(
+        "markov-test",
+        MarkovTask(k=3, T=24, beta=0.5, alpha=0.0),
+        ModelConfig(n_ctx=23, d_vocab=3, d_vocab_out=3, n_layers=2, d_model=32, positional="learned"),
+        TrainConfig(lr=3e-3, batch_size=32, steps=300, eval_every=52, eval_size=128),
+        (("beta", (0.5, 1.5)),),
+        seeds=(0, 1),
+    )
+    sw.run_sweep(cfg, tmp_path / "run", progress=False)
+    summary = json.loads((tmp_path / "run" / "groups" / "g000" / "result.json").read_text())["summary"]
+    assert summary["headline"] == "bigram_progress" and summary["chance"] == 0.0
+    theory = json.loads((tmp_path / "run" / "theory.json").read_text())
+    assert all(p["phase"] in ("icl", "neither") for p in theory["predictions"])
+    assert theory["predictions"][0]["transition_step"] is not None
+    found = collect(tmp_path / "run")
+    first = found["cells"][0]["seeds"]
+    assert all(r["transition_step"] is not None and "iwl_final" not in r for r in first)
+    assert len(first[0]["curves"]["bigram_progress"]) == len(found["steps"])

@@ -30,6 +30,7 @@ import numpy as np
 from theory.predict import icl_threshold
 from theory.transition import curve_phase_flags, half_rise, smoothed_curve
 from toy_models.sweep import SweepConfig, preset
+from toy_models.train import headline_measure, task_kind
 
 __all__ = ["EXPERIMENTS", "collect", "repetition_sweeps", "run_experiment"]
 
@@ -38,6 +39,8 @@ REPETITION_SEEDS = (0, 1, 2)
 #: the curves kept per model in the findings (regular evaluation grid)
 CURVES = (
     "icl_acc",
+    "bigram_progress",
+    "unigram_progress",
     "mix_acc",
     "item_embed_norm",
     "unembed_norm",
@@ -89,29 +92,37 @@ def _first_crossing(steps: np.ndarray, curve: np.ndarray, level: float) -> float
 
 
 def collect(run_dir: str | Path) -> dict[str, Any]:
-    """The numbers of one finished sweep: per cell and seed the transition step (the one rule), the final and peak
-    in-context and in-weights accuracies, and the sub-circuits' clocks (first step each score reaches half its
-    final value, and its value at the transition), with the sweep's full config."""
+    """The numbers of one finished sweep: per cell and seed the transition step (the one rule on the headline
+    measure: in-context accuracy, or a Markov toy's bigram progress), the headline's final and peak values
+    (``icl_final``, ``icl_max``), the final in-weights accuracy where the toy has one, and the sub-circuits' clocks
+    (first step each score reaches half its final value, and its value at the transition), with the sweep's full
+    config. Token-stream sweeps are not collected (their chance level is each toy's own step-0 value)."""
     out = Path(run_dir)
     cfg = SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
     with np.load(out / "arrays.npz") as z:
         values, measures, steps = z["values"], [str(m) for m in z["measures"]], z["steps"].astype(np.float64)
+    kind = task_kind(cfg.task)
+    if kind == "tokens":
+        raise ValueError(f"{out} is a token-stream sweep: collect reads classification and Markov sweeps")
+    headline = headline_measure(kind)
     cells = []
     for c, cell in enumerate(cfg.cells()):
         task = cfg.cell_task(cell)
+        chance = 1.0 / task.L if kind == "classification" else 0.0  # a Markov toy's unigram rung
         rows = []
         for s, seed in enumerate(cfg.seeds):
             v = {m: values[c, s, measures.index(m)] for m in measures}
-            tr = half_rise(steps, v["icl_acc"], 1.0 / task.L).time
-            if not curve_phase_flags(v["icl_acc"], icl_threshold(task))[0]:
+            tr = half_rise(steps, v[headline], chance).time
+            if not curve_phase_flags(v[headline], icl_threshold(task))[0]:
                 tr = None  # rose, but not to the phase threshold: not a formed head
             row: dict[str, Any] = {
                 "seed": seed,
                 "transition_step": tr,
-                "icl_final": float(v["icl_acc"][-3:].mean()),
-                "icl_max": float(v["icl_acc"].max()),
-                "iwl_final": float(v["iwl_acc"][-3:].mean()),
+                "icl_final": float(v[headline][-3:].mean()),
+                "icl_max": float(v[headline].max()),
             }
+            if "iwl_acc" in v:
+                row["iwl_final"] = float(v["iwl_acc"][-3:].mean())
             row["curves"] = {name: v[name].tolist() for name in CURVES if name in v}
             for name in ("prev_score_l0", "induction_score_l1"):
                 if name in v:

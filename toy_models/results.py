@@ -31,9 +31,13 @@ __all__ = ["param_arrays", "summarise", "write_run"]
 
 
 def _chance(result: RunResult) -> float:
-    """The headline measure's reference level: guessing a label (1/L), or its value at step 0 for token toys."""
+    """The headline measure's reference level: guessing a label (1/L); 0 for a Markov toy (bigram progress is 0 at
+    the unigram rung, the stage before the induction head: its value at step 0, at the uniform rung below, would put
+    the half-rise inside the unigram stage); its value at step 0 for token toys."""
     if result.run.kind == "classification":
         return 1.0 / result.run.task.L
+    if result.run.kind == "markov":
+        return 0.0
     return float(np.mean(result.curves[headline_measure(result.run.kind)][:, 0]))
 
 

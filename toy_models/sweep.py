@@ -39,12 +39,12 @@ import numpy as np
 from theory._io import atomic_write, remove
 from theory._validate import check_real
 from theory.closed_form import phase_from
-from theory.distributions import ClassificationTask, TokenStreamTask, config_from_dict
+from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
 from theory.predict import IWL_THRESHOLD, LR_MAX, Calibration, calibrate_rows, icl_threshold, predict_many
 from theory.transition import curve_phase_flags
 from toy_models.model import ModelConfig
 from toy_models.scores import DIVERGED, score_predictions
-from toy_models.train import RunConfig, TrainConfig, _shape_signature, headline_measure
+from toy_models.train import RunConfig, TrainConfig, _shape_signature, data_stream, headline_measure, task_kind
 
 __all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
 
@@ -76,7 +76,7 @@ class SweepConfig:
     """
 
     name: str
-    task: ClassificationTask | TokenStreamTask
+    task: ClassificationTask | TokenStreamTask | MarkovTask
     model: ModelConfig
     train: TrainConfig
     axes: tuple[tuple[str, tuple[float, ...]], ...]
@@ -132,7 +132,7 @@ class SweepConfig:
         names = self.axis_names
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(v for _, v in self.axes))]
 
-    def cell_task(self, cell: dict[str, float]) -> ClassificationTask | TokenStreamTask:
+    def cell_task(self, cell: dict[str, float]) -> ClassificationTask | TokenStreamTask | MarkovTask:
         """The distribution of one cell."""
         fields = {k: v for k, v in self.task.to_dict().items() if k != "kind"}
         for name, value in cell.items():
@@ -212,9 +212,7 @@ class SweepConfig:
         tasks = tuple(self.cell_task(all_cells[i]) for i in cells)
         lrs = tuple(self.cell_lr(all_cells[i]) for i in cells) if "lr" in self.axis_names else ()
         wds = tuple(self.cell_weight_decay(all_cells[i]) for i in cells) if "weight_decay" in self.axis_names else ()
-        from toy_models.tasks import ClassificationStream, TokenStream
-
-        stream = (ClassificationStream if isinstance(tasks[0], ClassificationTask) else TokenStream)(tasks[0], 0)
+        stream = data_stream(tasks[0], 0)
         model = dataclasses.replace(
             self.model, n_ctx=stream.n_ctx, d_vocab=stream.d_vocab, d_vocab_out=stream.d_vocab_out
         )
@@ -276,6 +274,19 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     * ``tokens``: alpha x V on trigger token streams (uniform triggers). Measured here (fast scale, 3000 steps): an
       induction head forms earlier for a more skewed background (alpha = 2: ~160-310 steps) and for the smaller
       vocabulary; with a uniform background (alpha = 0), or alpha = 1 at V = 32, none forms within 3000 steps.
+    * ``markov``: in-context Markov chains (Edelman et al. 2024, :mod:`theory.markov`) over the Zipf exponent of
+      the prior's base measure x the prior's concentration, alpha in {0, 1, 2} x beta in {0.5, 1.5, 4} (9 cells) x
+      3 seeds, k = 5 states, T = 32, two-layer attention-only toys (d_model 32, learned positions), Adam 3e-3,
+      batch 32, 2000 steps, 512 held-out chains per evaluation. The headline is the bigram progress (0 at the
+      in-context unigram predictor, 1 at the Bayes bigram predictor) and the transition is the bigram stage's
+      onset. beta is the axis that spreads the onset (concentrated rows give the bigram counts more to gain). It
+      stops at 4: at beta = 9 the two rungs are ~0.05 nats apart and the toys cover a quarter to a third of that
+      gap within 100 steps with no previous-token head yet (a better in-context unigram estimate than the
+      prior-smoothed counts), so the progress no longer marks the head. k is not an axis: the onset barely moves
+      with it (k = 3, 5, 8 at alpha 0, beta 3, 1500 steps: seed means 427, 387, 431 steps). Expected: every toy
+      reaches the unigram rung within ~100 steps and then the bigram stage, soonest for sparse rows (beta = 0.5)
+      and a flat base measure, later for larger beta and larger alpha (a skewed base measure leaves the bigram
+      counts less to add to the unigram counts).
     * ``transience``: K x weight decay on the in-context path only (``decay_on='attention'``, Nguyen & Reddy
       2025), D = 32, p_B = 0.75, 10000 steps. Expected (Singh et al. 2023; Nguyen & Reddy 2025): without decay an
       induction head that forms stays; with decay on the attention weights, in-context accuracy rises and then
@@ -322,6 +333,16 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
         alphas = (0.0, 1.0, 2.0) if not full else (0.0, 0.5, 1.0, 1.5, 2.0)
         Vs = (16, 32) if not full else (16, 32, 64, 128)
         return SweepConfig("tokens", task, model, tt, (("alpha", alphas), ("V", Vs)), seeds)
+    if name == "markov":
+        task = MarkovTask(k=5, T=32, beta=3.0, alpha=0.0)
+        model = ModelConfig(n_ctx=31, d_vocab=5, d_vocab_out=5, n_layers=2, d_model=32, positional="learned")
+        tt = TrainConfig(lr=3e-3, batch_size=32, steps=2000 if not full else 10000, eval_every=100, eval_size=512)
+        alphas = (0.0, 1.0, 2.0) if not full else (0.0, 0.5, 1.0, 1.5, 2.0)
+        betas = (0.5, 1.5, 4.0) if not full else (0.5, 1.0, 2.0, 4.0)
+        axes_m: tuple = (("alpha", alphas), ("beta", betas))
+        if full:
+            axes_m += (("k", (3, 5, 8, 16)),)
+        return SweepConfig("markov", task, model, tt, axes_m, (0, 1, 2) if not full else (0, 1, 2, 3, 4))
     if name == "transience":
         task = dataclasses.replace(base, D=32, p_B=0.75)
         tt = dataclasses.replace(train, steps=10000 if not full else 50000, decay_on="attention")
@@ -331,7 +352,7 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     raise ValueError(f"preset = {name!r} is not allowed: one of {', '.join(PRESETS)}")
 
 
-PRESETS = ("demo", "chan2022", "reddy2024", "tokens", "transience")
+PRESETS = ("demo", "chan2022", "reddy2024", "tokens", "markov", "transience")
 
 
 def load_grid_file(path: str | Path, base: SweepConfig) -> SweepConfig:
@@ -565,7 +586,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
     cfg = SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
     cells = cfg.cells()
     C, S = len(cells), len(cfg.seeds)
-    headline = headline_measure("classification" if isinstance(cfg.task, ClassificationTask) else "tokens")
+    headline = headline_measure(task_kind(cfg.task))
     regular = None
     per_cell: dict[int, dict[str, Any]] = {}
     measures: list[str] | None = None

@@ -192,10 +192,9 @@ class RunConfig:
             return [t for t in self.tasks for _ in self.seeds]
         return [self.task] * len(self.model_seeds)
 
-    def streams(self) -> list[ClassificationStream | TokenStream]:
+    def streams(self) -> list[ClassificationStream | TokenStream | MarkovStream]:
         """The data stream of each model."""
-        cls = {"classification": ClassificationStream, "tokens": TokenStream, "markov": MarkovStream}[self.kind]
-        return [cls(t, s) for t, s in zip(self.model_tasks, self.model_seeds, strict=True)]
+        return [data_stream(t, s) for t, s in zip(self.model_tasks, self.model_seeds, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (inverse: :meth:`from_dict`)."""
@@ -279,6 +278,17 @@ DIVERGENCE_FACTOR = 10.0
 # --- losses --------------------------------------------------------------------------------------------------
 #: the training kind of each data family: what the model reads and where its loss is taken
 _KIND_OF = {ClassificationTask: "classification", TokenStreamTask: "tokens", MarkovTask: "markov"}
+
+
+def task_kind(task: ClassificationTask | TokenStreamTask | MarkovTask) -> str:
+    """``classification``, ``tokens`` or ``markov``: the kind of toy a task trains."""
+    return _KIND_OF[type(task)]
+
+
+def data_stream(task: ClassificationTask | TokenStreamTask | MarkovTask, seed: int):
+    """The data stream of one model on ``task`` (:mod:`toy_models.tasks`)."""
+    cls = {"classification": ClassificationStream, "tokens": TokenStream, "markov": MarkovStream}[task_kind(task)]
+    return cls(task, seed)
 
 
 def _loss_fn(cfg: ModelConfig, kind: str, L: int) -> Callable:
