@@ -24,21 +24,28 @@
 # Bayes predictor's closed form, the marginal it implies, the predictors' exact expected losses against the
 # sampler, and how the Zipf exponent divides the loss between the unigram and the bigram stage.
 #
-# Status (issue 12): the data family, its sampler with a plain-Python twin and these statistics exist; toys are
-# not yet trained on it, and the token-stream model has no v2 yet.
+# Section 5 scores a reduced model of the bigram stage (`theory.reduced_markov`) against the `markov` preset's
+# trained toys. Status (issue 12): the token-stream model has no v2 yet.
 
 # %%
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import sympy as sp
+from scipy import stats
 
 from theory import MarkovTask, exact_losses, predictor_losses, sample_markov
 from theory.markov import polya_log_marginal, row_entropy
+from theory.predict import calibrate_rows, predict_many
+from theory.reduced_markov import case_loss, markov_cases
+
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
 START = time.perf_counter()
 CHECKS: dict[str, int] = {}
@@ -157,9 +164,8 @@ check("exact", abs(h.mean() - row_entropy(task)) < 5 * h.std() / math.sqrt(h.siz
 # At the end of a 9-step chain over 3 states, the loss the unigram stage removes (uniform minus unigram) grows
 # with alpha, and the loss left for the bigram stage (unigram minus bigram) shrinks. A skewed base measure
 # rewards the in-context unigram sooner and leaves the induction (bigram) head less to gain: the quantity a
-# reduced model of the stage durations must carry. Whether the toys' bigram stage is then later (the unigram
-# stage's plateau is longer, Edelman et al.'s mechanism) or sooner is the experiment this notebook does not yet
-# contain.
+# reduced model of the stage durations must carry. Section 5 shows that the toys' bigram stage comes later for
+# larger alpha, as that smaller gain predicts.
 
 # %%
 gains = {}
@@ -171,6 +177,101 @@ alphas = sorted(gains)
 check("zipf", all(gains[a][0] < gains[b][0] for a, b in itertools.pairwise(alphas)), "unigram gain grows")
 check("zipf", all(gains[a][1] > gains[b][1] for a, b in itertools.pairwise(alphas)), "bigram gain shrinks")
 check("zipf", all(u > 0 and b > 0 for u, b in gains.values()), "each stage removes loss: the ladder")
+
+# %% [markdown]
+# ## 5. The bigram stage: a reduced model, scored against trained toys
+#
+# `theory.reduced_markov` keeps one circuit: a previous-token strength a and a match strength b, whose product x
+# is the extra attention logit of earlier positions whose predecessor is the current state. The prediction mixes
+# the context's counts, (e^x c_ij + u_j - c_ij + beta p_j) / (e^x c_i + t - c_i + beta), which is the unigram
+# predictor at x = 0. Its expected loss L(x) is tabulated from 4000 sampled chains as weighted cases, and Adam's
+# normalised flow (the noise floor 1 / batch of the classification model) moves (a, b). The data enter through
+# S = -L'(0), the gain per unit match of the bigram counts over the unigram counts, and the shape of L(x).
+#
+# The `markov` preset trains 9 cells (alpha in {0, 1, 2} x beta in {0.5, 1.5, 4}, k = 5, T = 32) x 3 seeds;
+# `proofs_notebooks/data/markov.json` keeps its findings (the one rule on the 100-step evaluation grid, with the
+# full config; command in the file). Checks: L(0) is the unigram predictor's loss; S falls as beta and as alpha
+# grow, and the toys' onset rises with them; calibrated on the preset's 2 calibration cells (time_scale only),
+# the model predicts the 7 held-out onsets within the issue's median relative error of 0.25, set beside the
+# seeds' own spread; one layer never leaves the unigram rung.
+
+# %%
+M = json.loads((HERE / "data" / "markov.json").read_text())
+mcfg = M["config"]
+mtasks = [MarkovTask(**({k: v for k, v in mcfg["task"].items() if k != "kind"} | c["cell"])) for c in M["cells"]]
+onsets = np.array([[r["transition_step"] for r in c["seeds"]] for c in M["cells"]], dtype=float)  # (cell, seed)
+check("bigram stage", bool(np.isfinite(onsets).all()), "every toy of the preset forms its head")
+toy_mean = onsets.mean(axis=1)
+
+slope, plateau = [], []
+for task in mtasks:
+    cs = markov_cases(task)
+    check("bigram stage", abs(case_loss(cs, 0.0) - cs.unigram_loss) < 1e-12 * cs.unigram_loss, "L(0) = unigram")
+    h = 1e-4  # central difference: L is smooth, its error ~h^2 x (third derivative) ~ 1e-9 against S ~ 0.05-0.3
+    slope.append(-(case_loss(cs, h) - case_loss(cs, -h)) / (2 * h))
+    best = min(case_loss(cs, x) for x in np.linspace(0.0, 8.0, 161))
+    plateau.append((cs.unigram_loss - best) / (cs.unigram_loss - cs.bigram_loss))
+slope, plateau = np.array(slope).reshape(3, 3), np.array(plateau).reshape(3, 3)  # (alpha, beta)
+print("S = -L'(0), rows alpha 0, 1, 2; columns beta 0.5, 1.5, 4:\n", np.round(slope, 3))
+print("model plateau (share of the unigram-to-Bayes gap):\n", np.round(plateau, 2))
+print("toys' onset, seed means:\n", np.round(toy_mean.reshape(3, 3)))
+check("bigram stage", bool(np.all(np.diff(slope, axis=1) < 0)), "S falls with beta at every alpha")
+check("bigram stage", bool(np.all(np.diff(slope, axis=0) < 0)), "S falls with alpha at every beta")
+check("bigram stage", bool(np.all((plateau > 0) & (plateau < 1))), "a single head stops short of Bayes")
+rho_s = stats.spearmanr(slope.ravel(), toy_mean).statistic
+print(f"Spearman(S, toys' onset) over the 9 cells: {rho_s:+.2f}")
+# a larger gain per unit match, an earlier head: over 9 cells, -0.8 allows about one swap of neighbours and still
+# rejects "no relation" at p < 0.01
+check("bigram stage", rho_s < -0.8, "the toys' onset falls as S grows")
+
+# %% [markdown]
+# The score. The time scale is fitted on the preset's calibration cells as `zipfhead sweep` fits it
+# (`calibrate_rows`: the log mean of measured over predicted steps), and the other 7 cells are held out. The
+# ceiling is how well one seed predicts another: per pair of seeds, the Spearman of their onsets and the median
+# of |a - b| / b over the held-out cells.
+
+# %%
+cal_cells = M["calibration_cells"]
+held = [c for c in range(len(mtasks)) if c not in cal_cells]
+tcfg = mcfg["train"]
+rows = [
+    (mtasks[c], tcfg["lr"], float(onsets[c, s]), "adam", tcfg["batch_size"], tcfg["steps"])
+    for c in cal_cells
+    for s in range(onsets.shape[1])
+]
+mcal = calibrate_rows(rows, source="notebook 05: the markov preset's calibration cells")
+run = {"lr": tcfg["lr"], "steps": tcfg["steps"], "batch_size": tcfg["batch_size"], "calibration": mcal}
+pred = predict_many(mtasks, closed_form=False, **run)
+pred_step = np.array([np.nan if p["transition_step"] is None else p["transition_step"] for p in pred])
+check("bigram stage", all(p["phase"] == "icl" for p in pred), "the model forms the head in every cell, as the toys")
+rel = np.abs(pred_step[held] - toy_mean[held]) / toy_mean[held]
+rho_theory = stats.spearmanr(pred_step[held], toy_mean[held]).statistic
+seeds = range(onsets.shape[1])
+by_seed = onsets[held]  # (held-out cell, seed)
+pairs = list(itertools.combinations(seeds, 2))
+ceil_rho = np.median([stats.spearmanr(by_seed[:, i], by_seed[:, j]).statistic for i, j in pairs])
+ceil_rel = np.median(
+    [np.median(np.abs(by_seed[:, i] - by_seed[:, j]) / by_seed[:, j]) for i, j in itertools.permutations(seeds, 2)]
+)
+print(f"time_scale {mcal.time_scale:.2f}; held-out cells {held}")
+print(f"theory vs toys' seed means: Spearman {rho_theory:+.2f}, median relative error {np.median(rel):.3f}")
+print(f"seed vs seed (ceiling):     Spearman {ceil_rho:+.2f}, median relative difference {ceil_rel:.3f}")
+check("bigram stage", float(np.median(rel)) <= 0.25, "issue 12's target: median relative error <= 0.25")
+# 7 cells: a Spearman of 0.75 rejects "no relation" at p < 0.05 (one-sided); the ceiling is what seeds reach
+check("bigram stage", rho_theory >= 0.75, "the held-out ranking")
+one = predict_many(mtasks[:1], n_layers=1, **run)[0]
+check("bigram stage", one["transition_step"] is None and one["phase"] == "neither", "one layer: no bigram stage")
+
+# %% [markdown]
+# What the numbers say. The gain per unit match S spans about 6x over the grid and the toys' onset about 3.5x, in
+# the same order (Spearman -0.95). The model, carrying S and the shape of L(x) through Adam's normalised flow with
+# one fitted time scale, ranks the held-out onsets nearly as well as one seed ranks another (+0.89 against +0.93
+# on this 100-step grid) with a median error of 0.14, against the seeds' 0.08. Why a skewed base measure delays
+# the head: at alpha = 2 the unigram counts already predict much of what the bigram counts would, so the match
+# earns less per unit (S is smaller) and the noise-limited flow grows it more slowly. What the model misses: k. It
+# puts k = 8 about 1.5x ahead of k = 3 (S grows with k), while the toys' onsets do not move with k (427, 387, 431
+# steps at k = 3, 5, 8; alpha 0, beta 3, 1500 steps, 3 seeds each), which is why k is not an axis of the preset.
+# And a single head plateaus lower than the toys do (the table above against the toys' 0.5-0.8).
 
 # %% [markdown]
 # ## Summary
