@@ -148,3 +148,19 @@ def test_cli_errors_are_one_line(argv, match, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and match in err
+
+
+def test_cli_predicts_and_trains_markov_chains(tmp_path, capsys):
+    """--task markov reads k, T, beta, alpha: predict forms the bigram stage with two layers and never with one,
+    and train runs a Markov toy whose summary's headline is the bigram progress."""
+    flags = ["--task", "markov", "--k", "4", "--T", "24", "--beta", "1", "--alpha", "1", "--lr", "3e-3"]
+    for n_layers, formed in (("2", True), ("1", False)):
+        assert main(["predict", *flags, "--n_layers", n_layers, "--steps", "2000", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["inputs"]["kind"] == "MarkovTask" and out["inputs"]["beta"] == 1.0
+        assert (out["phase"] == "icl") == formed and (out["transition_step"] is not None) == formed
+    run = tmp_path / "run"
+    argv = ["train", *flags, "--steps", "8", "--eval_every", "4", "--out", str(run), "--no-progress"]
+    assert main(argv) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["kind"] == "markov" and summary["headline"] == "bigram_progress"

@@ -338,7 +338,7 @@ def predict(task: ClassificationTask | TokenStreamTask | MarkovTask, **kwargs: A
 
 
 def phase_grid(
-    base: ClassificationTask | TokenStreamTask,
+    base: ClassificationTask | TokenStreamTask | MarkovTask,
     x: tuple[str, np.ndarray],
     y: tuple[str, np.ndarray],
     **kwargs: Any,

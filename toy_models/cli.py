@@ -30,6 +30,7 @@ class _Parser(argparse.ArgumentParser):
 # --- shared flags ----------------------------------------------------------------------------------------
 _CLASSIFICATION_FLAGS = ("K", "N", "D", "L", "B", "p_B", "p_C", "eps", "alpha", "q", "label_map")
 _TOKEN_FLAGS = ("V", "T", "alpha", "q", "n_triggers", "trigger_dist", "output_dist")
+_MARKOV_FLAGS = ("k", "T", "beta", "alpha", "q")
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, kind: type, help_: str) -> None:
@@ -50,24 +51,37 @@ def add_distribution_flags(parser: argparse.ArgumentParser) -> None:
     _flag(g, "p_B", float, "fraction of bursty sequences [0.9]")
     _flag(g, "p_C", float, "fraction of novel-class sequences [0]")
     _flag(g, "eps", float, "within-class noise [0.1]")
-    _flag(g, "alpha", float, "Zipf exponent, >= 0 [1]")
+    _flag(g, "alpha", float, "Zipf exponent, >= 0 [1; Markov chains: 0]")
     _flag(g, "q", float, "Zipf-Mandelbrot shift, >= 0 [0]")
     _flag(g, "label_map", str, "known classes' labels: fixed (k mod L) or per_sequence (redrawn each sequence) [fixed]")
     _flag(g, "V", int, "token-stream vocabulary size [64]")
-    _flag(g, "T", int, "token-stream length [256]")
+    _flag(g, "T", int, "sequence length [token streams 256, Markov chains 64]")
     _flag(g, "n_triggers", int, "triggers per token stream [1]")
     _flag(g, "trigger_dist", str, "trigger distribution: zipf or uniform [zipf]")
     _flag(g, "output_dist", str, "output-token distribution: zipf or uniform [uniform]")
+    _flag(g, "k", int, "Markov-chain states [8]")
+    _flag(g, "beta", float, "Markov-chain prior concentration: rows ~ Dirichlet(beta p) [8]")
+
+
+def _pick(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def tasks_from_args(args: argparse.Namespace):
     """(ClassificationTask, TokenStreamTask) from the flags; unset flags keep the configs' defaults."""
     from theory.distributions import ClassificationTask, TokenStreamTask
 
-    def pick(names: Sequence[str]) -> dict[str, Any]:
-        return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return ClassificationTask(**_pick(args, _CLASSIFICATION_FLAGS)), TokenStreamTask(**_pick(args, _TOKEN_FLAGS))
 
-    return ClassificationTask(**pick(_CLASSIFICATION_FLAGS)), TokenStreamTask(**pick(_TOKEN_FLAGS))
+
+def task_from_args(args: argparse.Namespace):
+    """The distribution that ``--task`` (classification, tokens or markov) and its flags describe."""
+    if args.task == "markov":
+        from theory.distributions import MarkovTask
+
+        return MarkovTask(**_pick(args, _MARKOV_FLAGS))
+    cls_task, tok_task = tasks_from_args(args)
+    return cls_task if args.task == "classification" else tok_task
 
 
 # --- zipfhead stats ----------------------------------------------------------------------------------------
@@ -216,7 +230,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, theory_only: bool = False)
     def keep(name: str) -> bool:
         return not theory_only or name in THEORY_FLAGS
 
-    parser.add_argument("--task", choices=("classification", "tokens"), default="classification")
+    parser.add_argument("--task", choices=("classification", "tokens", "markov"), default="classification")
     g = parser.add_argument_group("model")
     model_flags = [
         ("n_layers", int, "attention layers [2]"),
@@ -263,12 +277,10 @@ def _add_train_flags(parser: argparse.ArgumentParser, theory_only: bool = False)
 def run_config_from_args(args: argparse.Namespace):
     """The RunConfig that ``zipfhead train``'s flags describe."""
     from toy_models.model import ModelConfig
-    from toy_models.tasks import ClassificationStream, TokenStream
-    from toy_models.train import RunConfig, TrainConfig
+    from toy_models.train import RunConfig, TrainConfig, data_stream
 
-    cls_task, tok_task = tasks_from_args(args)
-    task = cls_task if args.task == "classification" else tok_task
-    stream = (ClassificationStream if args.task == "classification" else TokenStream)(task, 0)
+    task = task_from_args(args)
+    stream = data_stream(task, 0)
     model_kw = {
         n: getattr(args, n)
         for n in ("n_layers", "n_heads", "d_model", "d_head", "positional", "init_scale")

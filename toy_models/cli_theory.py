@@ -31,10 +31,9 @@ def _grid_axis(spec: str) -> tuple[str, np.ndarray]:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from theory._io import atomic_write
     from theory.predict import PHASES, load_calibration, phase_grid, predict
-    from toy_models.cli import tasks_from_args
+    from toy_models.cli import task_from_args
 
-    cls_task, tok_task = tasks_from_args(args)
-    task = cls_task if args.task == "classification" else tok_task
+    task = task_from_args(args)
     cal = load_calibration(args.calibration)
     kw: dict[str, Any] = {
         "lr": 3e-3 if args.lr is None else args.lr,
@@ -79,8 +78,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if res["phase_closed_form"] is not None:
         closed_txt = "none before the horizon" if closed is None else f"{closed:.0f}"
         print(f"  closed form of reduced model v1: phase {res['phase_closed_form']}, transition step {closed_txt}")
-    print(f"in-context accuracy at the horizon (proxy): {res['icl_accuracy']:.3f} (max {res['icl_max']:.3f})")
-    print(f"in-weights accuracy at the horizon (proxy): {res['iwl_accuracy']:.3f}")
+    if args.task == "markov":
+        print(f"bigram progress at the horizon (0 unigram rung, 1 Bayes predictor): {res['icl_accuracy']:.3f}")
+    else:
+        print(f"in-context accuracy at the horizon (proxy): {res['icl_accuracy']:.3f} (max {res['icl_max']:.3f})")
+        print(f"in-weights accuracy at the horizon (proxy): {res['iwl_accuracy']:.3f}")
     print(f"calibration: {cal.source}")
     return 0
 
