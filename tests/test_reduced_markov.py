@@ -165,3 +165,19 @@ def test_concentrated_rows_form_the_head_sooner():
         closed_form=False,
     )
     assert fast["transition_step"] * 1.05 < slow["transition_step"]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "k", "prior", "match"),
+    [
+        (np.zeros((2, 1), int), 3, np.ones(3) / 3, "T >= 2"),
+        (np.full((2, 4), 3), 3, np.ones(3) / 3, r"\[0, 3\)"),
+        (np.zeros((2, 4), int), 3, np.ones(2) / 2, "prior has shape"),
+    ],
+)
+def test_position_cases_refuses_bad_input(tokens, k, prior, match):
+    """A clear error names what is wrong: too short, out of range, or a prior of the wrong length."""
+    from theory.reduced_markov import position_cases
+
+    with pytest.raises(ValueError, match=match):
+        position_cases(tokens, k, 1.0, prior)

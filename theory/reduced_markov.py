@@ -59,6 +59,7 @@ __all__ = [
     "kernel_source",
     "markov_cases",
     "pack",
+    "position_cases",
 ]
 
 # --------------------------------------------------------------------------------------------------- derivation
@@ -117,6 +118,24 @@ def _case_rows(tokens, k, beta, p, out):
             n[i] += 1.0
 
 
+def position_cases(tokens: np.ndarray, k: int, prior_weight: float, prior: np.ndarray) -> np.ndarray:
+    """(C, R, N, M) of every predicted position of every sequence: (S (T - 1), 4), row s (T - 1) + t - 1 for the
+    prediction of tokens[s, t] from tokens[s, :t] (the module docstring's mixture, with pseudo-count
+    ``prior_weight`` x ``prior``). Works for any token sequences (S, T) with values in [0, k): Markov chains and
+    token streams alike."""
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise ValueError(f"tokens has shape {tokens.shape}: give (sequences, T) with T >= 2")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= k):
+        raise ValueError(f"tokens must lie in [0, k) = [0, {k})")
+    prior = np.asarray(prior, dtype=np.float64)
+    if prior.shape != (k,):
+        raise ValueError(f"prior has shape {prior.shape}: expected ({k},)")
+    rows = np.empty((tokens.shape[0] * (tokens.shape[1] - 1), 4))
+    _case_rows(tokens, k, float(prior_weight), prior, rows)
+    return rows
+
+
 @dataclass(frozen=True)
 class MarkovCases:
     """The expected loss over a Markov family as weighted cases.
@@ -144,8 +163,7 @@ def markov_cases(task: MarkovTask, n_seqs: int = N_SEQS, seed: int = SEED) -> Ma
         raise ValueError(f"task = {task!r} is not allowed: task must be a MarkovTask")
     n_seqs = check_int("n_seqs", n_seqs, 1)
     tokens = sample_markov(task, n_seqs, seed)
-    rows = np.empty((n_seqs * (task.T - 1), 4))
-    _case_rows(tokens.astype(np.int64), task.k, float(task.beta), task.base.probs(), rows)
+    rows = position_cases(tokens, task.k, task.beta, task.base.probs())
     unique, counts = np.unique(rows, axis=0, return_counts=True)
     table = np.concatenate([(counts / rows.shape[0])[:, None], unique], axis=1)
     ref = predictor_losses(tokens, task).mean(axis=(0, 2))
