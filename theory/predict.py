@@ -73,9 +73,9 @@ FULL_FIT_DISTRIBUTIONS = 8
 
 
 #: bigram progress at which a Markov toy's statistical induction head counts as formed: a quarter of the way from
-#: the unigram rung to the Bayes predictor. Its toys (attention-only, one head per layer) end at 0.45-0.78 of that
-#: way and the reduced model's single-head mixture plateaus at 0.3-0.6 (notebook 05): the head has formed well
-#: before either plateau, and a toy that stays on the unigram rung wanders by less than 0.1 around 0.
+#: the unigram rung to the Bayes predictor. The markov preset's toys (attention-only, one head per layer) end at
+#: 0.47-0.80 of that way and the reduced model's single-head mixture plateaus at 0.31-0.69 (notebook 05): the head
+#: has formed well before either plateau, and a one-layer toy on the unigram rung stays within 0.11 of 0.
 MARKOV_FORMED = 0.25
 
 
