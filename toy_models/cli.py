@@ -68,19 +68,22 @@ def _pick(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 
 
 def tasks_from_args(args: argparse.Namespace):
-    """(ClassificationTask, TokenStreamTask) from the flags; unset flags keep the configs' defaults."""
-    from theory.distributions import ClassificationTask, TokenStreamTask
+    """(ClassificationTask, TokenStreamTask) from the flags; unset flags keep the configs' defaults. The
+    Markov-only flags (``--k``, ``--beta``) are checked too, whatever the task: a bad value is an error even where
+    the command would not use it."""
+    from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 
+    MarkovTask(**_pick(args, ("k", "beta")))
     return ClassificationTask(**_pick(args, _CLASSIFICATION_FLAGS)), TokenStreamTask(**_pick(args, _TOKEN_FLAGS))
 
 
 def task_from_args(args: argparse.Namespace):
     """The distribution that ``--task`` (classification, tokens or markov) and its flags describe."""
+    cls_task, tok_task = tasks_from_args(args)
     if args.task == "markov":
         from theory.distributions import MarkovTask
 
         return MarkovTask(**_pick(args, _MARKOV_FLAGS))
-    cls_task, tok_task = tasks_from_args(args)
     return cls_task if args.task == "classification" else tok_task
 
 
