@@ -350,6 +350,30 @@ check(
 fastest = min(TOKEN_GRID, key=lambda k: onset[k])
 check("tokens", fastest == max(TOKEN_GRID, key=lambda k: best_gain[k]), "the largest gain forms its head first")
 
+# %% [markdown]
+# A second reading, through the in-weights channel. The prior weight above made the in-weights unigram worth one
+# attended position. Once a toy has learned the background's unigram in its weights (Bietti et al.'s first stage)
+# that channel is worth far more: with a prior weight of T = 64 (as much as a whole context) copying costs little
+# on background positions, the shared gain S grows with alpha, and it too separates the cells that form a head
+# from those that do not. Both readings put the lever in the same place: a skewed background is cheap to predict
+# without the head, so what the head adds at the triggers' repeats is not eaten by what it costs elsewhere. Which
+# one the toys use (per-token matching, or a strong in-weights prior with one shared match) is for the
+# token-stream v2 model to decide; neither ranks (alpha 1, V 16) after (alpha 2, V 32) as the toys do.
+
+# %%
+strong = {}
+for V, alpha in TOKEN_GRID:
+    ttask = TokenStreamTask(V=V, T=64, alpha=alpha, n_triggers=2, trigger_dist="uniform", output_dist="uniform")
+    tokens = sample_token_streams(ttask, 10_000, seed=5).tokens
+    C, R, N, Mc = position_cases(tokens, V, float(ttask.T), ttask.zipf.probs()).T
+    strong[(V, alpha)] = float(-np.mean(N / (N + Mc) - C / (C + R)))
+print("shared S with prior weight T:", {k: round(v, 4) for k, v in strong.items()})
+check("tokens", all(strong[(V, 0.0)] < strong[(V, 1.0)] < strong[(V, 2.0)] for V in (16, 32)), "S rises with alpha")
+low = min(strong[k] for k in TOKEN_GRID if formed[k])
+high = max(strong[k] for k in TOKEN_GRID if not formed[k])
+print(f"formed cells >= {low:.4f}, cells without a head <= {high:.4f}")
+check("tokens", low > high, "with a strong in-weights prior the shared gain separates them too")
+
 
 # %% [markdown]
 # ## Summary
