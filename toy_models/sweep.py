@@ -1,7 +1,7 @@
 """Phase-diagram sweeps: many toys trained as vmapped batches, measured, and set beside the theory's prediction.
 
 A sweep is a grid of *cells* (one value per axis: distribution parameters such as K, p_B, alpha, eps, B, or the
-learning rate ``lr``) times seeds. Cells whose arrays have the same shapes (same N, D, L or T, V) train together
+learning rate ``lr``) times seeds. Cells whose arrays have the same shapes (same N, D, L; T, V; or T, k) train together
 as one :class:`toy_models.train.RunConfig` with per-cell tasks: one compilation per group of equal shapes, never
 one per cell, the model axis split over every JAX device by the engine.
 
