@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # Language-like data: in-context Markov chains and the stage ladder
+# # Language-like data: in-context Markov chains, their stage ladder, and token streams
 #
 # Edelman et al. (2024) train transformers on sequences that each follow their own Markov chain, the transition
 # matrix's rows drawn from a Dirichlet prior. Training passes three stages: predicting uniformly, then by the
