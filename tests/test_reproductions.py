@@ -124,16 +124,16 @@ def test_token_streams_need_two_layers_for_induction(n_layers):
 
 def test_a_skewed_background_forms_the_head_sooner_than_a_uniform_one():
     """The seed's hypothesis on token streams (issue 12; notebook 05, section 6): the same 2-layer toy with a Zipf(2)
-    background has an induction head by step 200 (induction accuracy 0.62 and 0.45 there, measured; ~0.8 at 3000),
-    with a uniform background none (0.09 and 0.07; none either by step 3000 in the tokens preset). Chance is 1/16;
-    an accuracy on the ~1300 held-out induction positions has a standard error of ~0.01, so 0.3 and 0.15 sit many
-    of those from the measured values."""
+    background has an induction head by step 200 (induction accuracy 0.62 at seed 0 and 0.45 at seed 1, measured;
+    ~0.8 at 3000), with a uniform background none (0.09 and 0.07; none either by step 3000 in the tokens preset).
+    Seed 0 of each keeps the test fast. Chance is 1/16; an accuracy on the ~1300 held-out induction positions has a
+    standard error of ~0.01, so 0.3 and 0.15 sit many of those from the measured values."""
     tasks = tuple(dataclasses.replace(TOK, alpha=a) for a in (2.0, 0.0))
     model = ModelConfig(n_ctx=TOK.T - 1, d_vocab=TOK.V, d_vocab_out=TOK.V, n_layers=2, n_heads=2, d_model=64)
     tcfg = dataclasses.replace(TOK_TRAIN, steps=200)
-    res = train(RunConfig(task=tasks[0], tasks=tasks, model=model, train=tcfg, seeds=(0, 1)), progress=False)
-    final = res.curves["induction_acc"][:, -1]  # models: alpha 2 (seeds 0, 1), then alpha 0 (seeds 0, 1)
-    assert np.all(final[:2] >= 0.3) and np.all(final[2:] <= 0.15), final
+    res = train(RunConfig(task=tasks[0], tasks=tasks, model=model, train=tcfg, seeds=(0,)), progress=False)
+    skewed, uniform = res.curves["induction_acc"][:, -1]  # models: alpha 2, then alpha 0
+    assert skewed >= 0.3 and uniform <= 0.15, (skewed, uniform)
 
 
 # --- In-context Markov chains (Edelman et al. 2024): the stage ladder -------------------------------------------
