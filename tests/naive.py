@@ -1,4 +1,5 @@
-"""Plain-Python reference twins of :mod:`theory._rng` and the Numba kernels of :mod:`theory.samplers`.
+"""Plain-Python reference twins of :mod:`theory._rng`, the Numba kernels of :mod:`theory.samplers`, and (last) the
+reduced models' integrator.
 
 Everything here is written for clarity, not speed: uint64 arithmetic is done on Python ints masked to 64 bits,
 the transcendental functions come from :mod:`math`, and each sequence is built with lists. Every twin draws its
@@ -500,3 +501,22 @@ def naive_predictor_losses(tokens: np.ndarray, task: MarkovTask) -> np.ndarray:
             out[s, 1, t] = -math.log((n_j + task.beta * p[nxt]) / (len(seen) + task.beta))
             out[s, 2, t] = -math.log((c_ij + task.beta * p[nxt]) / (c_i + task.beta))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reduced models' integrator (theory.ode).
+
+
+def rk4(drift, y0: np.ndarray, data: np.ndarray, prm: np.ndarray, t_end: float, n_steps: int) -> np.ndarray:
+    """Twin of :func:`theory.ode.integrate_cells` at one time: ``n_steps`` classical fixed-step RK4 steps of
+    ``drift(y, data, prm, out)`` from y0 to t_end, in plain numpy."""
+    y = np.asarray(y0, dtype=np.float64).copy()
+    h = t_end / n_steps
+    k = [np.zeros(y.size) for _ in range(4)]
+    for _ in range(n_steps):
+        drift(y, data, prm, k[0])
+        drift(y + 0.5 * h * k[0], data, prm, k[1])
+        drift(y + 0.5 * h * k[1], data, prm, k[2])
+        drift(y + h * k[2], data, prm, k[3])
+        y = y + h / 6 * (k[0] + 2 * k[1] + 2 * k[2] + k[3])
+    return y

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests import naive
 from theory.distributions import MarkovTask
 from theory.markov import predictor_losses, sample_markov
 from theory.predict import Calibration, predict_many
@@ -123,15 +124,7 @@ def test_integrator_matches_a_fixed_step_rk4_twin():
     t_end = 8.0
     tr = integrate_markov([(cases, 0.1, 1 / 32, 0.0, np.array([0.0, t_end / 2, t_end]))], rtol=1e-8)[0]
     y0, data, prm, _, _ = pack([(cases, 0.1, 1 / 32, 0.0, np.array([0.0, 1.0]))])
-    y = y0[0].copy()
-    h = t_end / 4000
-    k = [np.zeros(2) for _ in range(4)]
-    for _ in range(4000):
-        drift(y, data[0], prm[0], k[0])
-        drift(y + 0.5 * h * k[0], data[0], prm[0], k[1])
-        drift(y + 0.5 * h * k[1], data[0], prm[0], k[2])
-        drift(y + h * k[2], data[0], prm[0], k[3])
-        y = y + h / 6 * (k[0] + 2 * k[1] + 2 * k[2] + k[3])
+    y = naive.rk4(drift, y0[0], data[0], prm[0], t_end, 4000)
     np.testing.assert_allclose(tr.state[-1], y, rtol=1e-5, atol=1e-9)
     row = np.zeros(3)
     probe(y, data[0], prm[0], row)

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests import naive
 from theory.distributions import ClassificationTask
 from theory.predict import load_calibration, predict_many
 from theory.reduced_v2 import (
@@ -120,15 +121,7 @@ def test_integrator_matches_a_fixed_step_rk4_twin():
     t_end = 40.0
     tr = integrate_v2([(cs, p, np.array([0.0, t_end / 2, t_end]))], rtol=1e-7)[0]
     y0, data, prm, _, _ = pack([(cs, p, np.array([0.0, 1.0]))])
-    y = y0[0].copy()
-    h = t_end / 20000
-    k = [np.zeros(y.size) for _ in range(4)]
-    for _ in range(20000):
-        drift(y, data[0], prm[0], k[0])
-        drift(y + 0.5 * h * k[0], data[0], prm[0], k[1])
-        drift(y + 0.5 * h * k[1], data[0], prm[0], k[2])
-        drift(y + h * k[2], data[0], prm[0], k[3])
-        y = y + h / 6 * (k[0] + 2 * k[1] + 2 * k[2] + k[3])
+    y = naive.rk4(drift, y0[0], data[0], prm[0], t_end, 20000)
     np.testing.assert_allclose(tr.state[-1], y, rtol=1e-4, atol=1e-7)
     row = np.zeros(5)
     probe(y, data[0], prm[0], row)

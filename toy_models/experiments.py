@@ -30,7 +30,7 @@ import numpy as np
 from theory.predict import icl_threshold
 from theory.transition import curve_phase_flags, half_rise, smoothed_curve
 from toy_models.sweep import SweepConfig, preset
-from toy_models.train import headline_measure, task_kind
+from toy_models.train import headline_chance, headline_measure, task_kind
 
 __all__ = ["EXPERIMENTS", "collect", "repetition_sweeps", "run_experiment"]
 
@@ -108,7 +108,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
     cells = []
     for c, cell in enumerate(cfg.cells()):
         task = cfg.cell_task(cell)
-        chance = 1.0 / task.L if kind == "classification" else 0.0  # a Markov toy's unigram rung
+        chance = headline_chance(task)
         rows = []
         for s, seed in enumerate(cfg.seeds):
             v = {m: values[c, s, measures.index(m)] for m in measures}

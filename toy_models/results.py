@@ -25,20 +25,18 @@ import numpy as np
 
 from theory._io import atomic_write
 from toy_models import measures as ms
-from toy_models.train import RunResult, headline_measure
+from toy_models.train import RunResult, headline_chance, headline_measure
 
 __all__ = ["param_arrays", "summarise", "write_run"]
 
 
 def _chance(result: RunResult) -> float:
-    """The headline measure's reference level: guessing a label (1/L); 0 for a Markov toy (bigram progress is 0 at
-    the unigram rung, the stage before the induction head: its value at step 0, at the uniform rung below, would put
-    the half-rise inside the unigram stage); its value at step 0 for token toys."""
-    if result.run.kind == "classification":
-        return 1.0 / result.run.task.L
-    if result.run.kind == "markov":
-        return 0.0
-    return float(np.mean(result.curves[headline_measure(result.run.kind)][:, 0]))
+    """The headline measure's reference level (:func:`toy_models.train.headline_chance`; a token toy's is the mean
+    of its models' step-0 values)."""
+    chance = headline_chance(result.run.task)
+    if chance is None:
+        return float(np.mean(result.curves[headline_measure(result.run.kind)][:, 0]))
+    return chance
 
 
 def _copying_scores(result: RunResult, m: int) -> list[list[float]]:

@@ -283,7 +283,8 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
       stops at 4: at beta = 9 the two rungs are ~0.05 nats apart and the toys cover a quarter to a third of that
       gap within 100 steps with no previous-token head yet (a better in-context unigram estimate than the
       prior-smoothed counts), so the progress no longer marks the head. k is not an axis: the onset barely moves
-      with it (k = 3, 5, 8 at alpha 0, beta 3, 1500 steps: seed means 427, 387, 431 steps). Expected: every toy
+      with it (k = 3, 5, 8 at alpha 0, beta 3, 1500 steps: seed means 427, 387, 431 steps; ``--preset markov --axis
+      k=3,5,8 --axis alpha=0 --axis beta=3 --steps 1500``). Expected: every toy
       reaches the unigram rung within ~100 steps and then the bigram stage, soonest for sparse rows (beta = 0.5)
       and a flat base measure, later for larger beta and larger alpha (a skewed base measure leaves the bigram
       counts less to add to the unigram counts).

@@ -539,6 +539,17 @@ def _engine(run: RunConfig) -> Engine:
     return _ENGINES[key]
 
 
+def headline_chance(task: ClassificationTask | TokenStreamTask | MarkovTask) -> float | None:
+    """The headline measure's reference level for the one transition rule: guessing a label (1/L) for
+    classification; 0 for a Markov toy (bigram progress is 0 at the unigram rung, the stage before the induction
+    head: its value at step 0, at the uniform rung below, would put the half-rise inside the unigram stage); None
+    for a token toy, whose reference is its own step-0 value."""
+    kind = task_kind(task)
+    if kind == "classification":
+        return 1.0 / task.L
+    return 0.0 if kind == "markov" else None
+
+
 def headline_measure(kind: str) -> str:
     """The measure whose rise marks the transition: ICL accuracy, accuracy on induction positions, or (Markov
     chains) the progress from the unigram rung to the Bayes bigram predictor."""
