@@ -29,3 +29,15 @@ def _strict_numpy():
     """Floating-point trouble (overflow, invalid, division by zero) is an error, not a warning."""
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         yield
+
+
+#: the test files that train toys, longest first (measured with --durations: 236, 223 and 163 s of a 1030 s run).
+#: pytest-xdist's ``--dist loadfile`` hands files to its workers in collection order, so starting these first keeps
+#: one worker from finishing a long file alone after the other has run out of work.
+HEAVY_FIRST = ("test_reproductions.py", "test_sweep.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the heavy files first (a stable sort: the order inside and among the other files is kept)."""
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
