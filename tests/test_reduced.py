@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests import naive
 from theory import closed_form as cf
 from theory._reduced_kernel import case_terms
-from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.distributions import ClassificationTask
 from theory.reduced import (
     KERNEL_MODULE,
     ReducedParams,
@@ -26,7 +26,6 @@ from theory.reduced import (
     classification_cases,
     integrate,
     kernel_source,
-    token_cases,
 )
 from theory.transition import half_rise
 
@@ -232,15 +231,6 @@ def test_decay_on_the_in_context_path_alone_erases_it_once_memorised():
         ends[on] = (tr.icl[-1], tr.iwl[-1])
     assert ends["attention"][0] < 0.1 and ends["attention"][1] > 0.99
     assert ends["all"][0] > 0.5
-
-
-def test_token_streams_form_an_induction_head_and_one_layer_does_not():
-    task = TokenStreamTask(V=16, T=64, n_triggers=2, trigger_dist="uniform")
-    t = np.concatenate([[0.0], np.geomspace(1e-2, 1e5, 200)])
-    two = integrate(token_cases(task), ReducedParams(init=1e-3), t)
-    one = integrate(token_cases(task), ReducedParams(init=0.0), t)
-    assert two.transition is not None and two.icl[-1] > 0.9
-    assert one.transition is None and one.icl[-1] < 0.2
 
 
 def test_unsmoothed_rule_interpolates_the_crossing():

@@ -39,8 +39,9 @@ from theory._io import atomic_write, read_json, reading
 from theory._validate import check_int, check_real
 from theory.closed_form import phase_from, phases_closed_form
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
-from theory.reduced import ReducedParams, integrate_grid, token_cases
-from theory.reduced_markov import MarkovCases, integrate_markov, markov_cases
+from theory.reduced import ReducedParams
+from theory.reduced_markov import MarkovCases, integrate_markov, markov_cases, stream_cases
+from theory.reduced_markov import closed_form as closed_form_mixture
 from theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
 from theory.transition import curve_phase_flags
 
@@ -57,6 +58,7 @@ __all__ = [
     "phase_grid",
     "predict",
     "predict_many",
+    "theory_threshold",
 ]
 
 PHASES = ("icl", "iwl", "both", "neither", "transient")
@@ -80,14 +82,21 @@ MARKOV_FORMED = 0.25
 
 
 def icl_threshold(task: ClassificationTask | TokenStreamTask | MarkovTask) -> float:
-    """The headline measure's level at which the induction circuit counts as formed: for classification, half-way
-    from the copy plateau to 1; for token streams, induction accuracy 0.5; for Markov chains, bigram progress
-    :data:`MARKOV_FORMED`."""
+    """The toys' headline measure's level at which the induction circuit counts as formed: for classification,
+    half-way from the copy plateau to 1; for token streams, induction accuracy 0.5; for Markov chains, bigram
+    progress :data:`MARKOV_FORMED`."""
     if isinstance(task, ClassificationTask):
         return 0.5 * (1.0 + task.B / task.N)
     if isinstance(task, MarkovTask):
         return MARKOV_FORMED
     return 0.5
+
+
+def theory_threshold(task: ClassificationTask | TokenStreamTask | MarkovTask) -> float:
+    """The same level on the reduced model's tracked curve: :func:`icl_threshold`, except for token streams, whose
+    model tracks the loss progress of :mod:`theory.reduced_markov` (as the Markov chains' does), not an accuracy:
+    :data:`MARKOV_FORMED` there too."""
+    return MARKOV_FORMED if isinstance(task, TokenStreamTask) else icl_threshold(task)
 
 
 @dataclass(frozen=True)
@@ -167,8 +176,9 @@ def _params(
     decay_on: str = "all",
     n_layers: int = 2,
 ) -> ReducedParams:
-    """The reduced model's parameters for one toy: v2's (:class:`ParamsV2`) for classification, v1's for tokens and
-    Markov chains (the Markov model reads init, optimizer, batch and the circuit's decay rate)."""
+    """The reduced model's parameters for one toy: v2's (:class:`ParamsV2`) for classification, v1's for token streams
+    and Markov chains (their model, :mod:`theory.reduced_markov`, reads init, optimizer, batch and the circuit's decay
+    rate)."""
     common = {
         # one layer cannot build the previous-token step: a = b = 0 is then a fixed point (the copy plateau)
         "init": cal.init if n_layers >= 2 else 0.0,
@@ -188,38 +198,44 @@ def _cases(task: ClassificationTask | TokenStreamTask | MarkovTask):
     if isinstance(task, ClassificationTask):
         return cases_v2(task)
     if isinstance(task, TokenStreamTask):
-        return token_cases(task)
+        return stream_cases(task)
     if isinstance(task, MarkovTask):
         return markov_cases(task)
     raise ValueError(f"task = {task!r} is not allowed: a ClassificationTask, TokenStreamTask or MarkovTask")
 
 
 def _integrate(cells: list[tuple[Any, ReducedParams, np.ndarray]], rtol: float) -> list[Any]:
-    """Trajectories of (cases, params, t_out) cells, in order: v2 cells (classification), Markov cells and v1 cells
-    (tokens), each model's cells integrated as one parallel batch."""
+    """Trajectories of (cases, params, t_out) cells, in order: v2 cells (classification) and the single-head
+    mixture's cells (Markov chains and token streams), each model's cells integrated as one parallel batch."""
     out: list[Any] = [None] * len(cells)
 
     def kind(cs: Any) -> str:
-        return "v2" if isinstance(cs, CasesV2) else "markov" if isinstance(cs, MarkovCases) else "v1"
+        if isinstance(cs, CasesV2):
+            return "v2"
+        if isinstance(cs, MarkovCases):
+            return "markov"
+        raise ValueError(f"cases of type {type(cs).__name__} have no reduced model here")
 
-    for model in ("v2", "markov", "v1"):
+    for model in ("v2", "markov"):
         idx = [i for i, (cs, _, _) in enumerate(cells) if kind(cs) == model]
         if not idx:
             continue
         part = [cells[i] for i in idx]
         if model == "v2":
             trajs = integrate_v2(part, rtol=rtol)
-        elif model == "markov":
-            # Adam's noise floor as v2's: 1 / batch, in units of the expected loss's gradient
-            floors = [1.0 / p.batch if p.optimizer == "adam" else 0.0 for _, p, _ in part]
-            trajs = integrate_markov(
-                [(cs, p.init, f, p.decay_rates()[0], t) for (cs, p, t), f in zip(part, floors, strict=True)], rtol=rtol
-            )
         else:
-            trajs = integrate_grid(part, rtol=rtol, with_loss=False)
+            trajs = integrate_markov(
+                [(cs, p.init, _noise_floor(p), p.decay_rates()[0], t) for cs, p, t in part], rtol=rtol
+            )
         for i, tr in zip(idx, trajs, strict=True):
             out[i] = tr
     return out
+
+
+def _noise_floor(params: ReducedParams) -> float:
+    """Adam's noise floor of the single-head mixture's flow, as v2's: 1 / batch in units of the expected loss's
+    gradient (0: gradient flow, for SGD)."""
+    return 1.0 / params.batch if params.optimizer == "adam" else 0.0
 
 
 def predict_many(
@@ -253,13 +269,14 @@ def predict_many(
         n_layers: the toy's attention layers. One layer forms no induction head (Olsson et al. 2022): the reduced
             model then starts at a = b = 0, a fixed point, and stays on the copy plateau (phase iwl or neither).
         calibration: the constants (default: the packaged calibration file).
-        closed_form: also give the closed-form transition step (classification only).
+        closed_form: also give the closed-form transition step (classification: v1's closed form; Markov chains
+            and token streams: :func:`theory.reduced_markov.closed_form`, without weight decay).
         n_times: output times on a geometric grid up to the horizon.
         rtol: the integrator's relative tolerance (1e-4: transition times to ~0.1%; 1e-3: ~1%).
 
     Returns:
         One dict per task: ``transition_step`` (float, or None when the head does not form), ``phase``,
-        ``transition_step_closed_form`` (v1's closed form, :mod:`theory.closed_form`), ``phase_closed_form``,
+        ``transition_step_closed_form`` (see ``closed_form``), ``phase_closed_form`` (classification),
         ``icl_accuracy`` and ``iwl_accuracy`` at the horizon (proxies), ``icl_max``, and ``inputs``.
     """
     if not tasks:
@@ -294,10 +311,15 @@ def predict_many(
         closed[cls] = times
         for i, ph in zip(cls, phases, strict=True):
             closed_phase[i] = ph
+    for i, (cs, prm, _) in enumerate(cells):
+        if closed_form and isinstance(cs, MarkovCases) and prm.init > 0 and wds[i] == 0:
+            cf = closed_form_mixture(cs, prm.init, _noise_floor(prm))
+            if cf.time is not None and cf.time <= horizons[i]:
+                closed[i] = cf.time
     out = []
     for i, (task, tr) in enumerate(zip(tasks, trajectories, strict=True)):
         per_step = cal.time_scale * lrs[i]
-        thr = icl_threshold(task)
+        thr = theory_threshold(task)
         icl = tr.icl[np.isfinite(tr.icl)]
         icl_final = float(icl[-1]) if icl.size else math.nan
         icl_max = float(icl.max()) if icl.size else math.nan
@@ -474,8 +496,9 @@ def calibrate_rows(
     measured = np.array([r[2] if m else np.nan for r, m in zip(rows, made, strict=True)], dtype=np.float64)
     base = load_calibration() if DEFAULT_CALIBRATION.exists() else Calibration()
     distinct = {t.to_json() for t in tasks}
-    if all(isinstance(t, MarkovTask) for t in tasks):
-        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])  # the Markov model has neither
+    if all(isinstance(t, MarkovTask | TokenStreamTask) for t in tasks):
+        # the single-head mixture (Markov chains, token streams) has neither
+        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
     elif len(distinct) < 3:
         kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
     elif len(distinct) < FULL_FIT_DISTRIBUTIONS:

@@ -18,7 +18,7 @@ the query attends to each matching slot with weight e^x / Z and to every other s
     0                             (each absent label)
 
 and the case's loss is the cross-entropy  l = -z* + log(e^z* + n_o e^z_o + M).  The training loss is the expectation
-of ``l`` over the data (a finite sum over cases, built by :func:`classification_cases` / :func:`token_cases` from
+of ``l`` over the data (a finite sum over cases, built by :func:`classification_cases` from
 the distribution's parameters) plus the in-weights interference cost ``(1 + eps^2) / (2 kappa D L) sum_k w_k^2``:
 a linear read-out of K random class means in D dimensions leaks every memorised class into every other class's
 logits (noise of variance ``sum_k w_k^2 / (D L)`` per label), and a second-order expansion of the expected
@@ -46,7 +46,7 @@ import sympy as sp
 from theory._codegen import kernel_module, write_module
 from theory._reduced_kernel import case_terms
 from theory._validate import check_int, check_real
-from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.distributions import ClassificationTask
 
 __all__ = [
     "CASE_LOSS",
@@ -58,7 +58,6 @@ __all__ = [
     "integrate",
     "integrate_grid",
     "kernel_source",
-    "token_cases",
 ]
 
 # --------------------------------------------------------------------------------------------------- derivation
@@ -234,52 +233,6 @@ def classification_cases(task: ClassificationTask, *, max_bins: int = 12, tail: 
         s=s,
         iw_rate=s,
         L=L,
-    )
-
-
-def token_cases(task: TokenStreamTask) -> Cases:
-    """The cases of the trigger token streams (Bietti et al. 2023's task; symbols: :mod:`theory.distributions`).
-
-    Only the positions right after a repeated trigger need an induction head; the fraction of such positions,
-    ``f = n_triggers E[T p - 1 + (1 - p)^T] / T`` (later occurrences of a trigger of probability p), weights
-    the single case: the trigger's output token occurs once earlier (m = 1) among ``n = T / 2`` earlier positions
-    (the mean context length over the sequence), every other earlier position carries its own next token (r = 1),
-    and the n_o distinct tokens present are the expected number of distinct tokens among n draws of the Zipf
-    marginal. Trigger outputs are drawn afresh per sequence, so no in-weights channel can predict them (bin -1).
-    The other positions are left out: their loss is set by unigram/bigram statistics, and to first order it does not
-    depend on (a, b, c) (copying a context token there is about as often right as the marginal).
-    """
-    if not isinstance(task, TokenStreamTask):
-        raise ValueError(f"task = {task!r} is not allowed: task must be a TokenStreamTask")
-    ranks = np.arange(1, task.V + 1, dtype=np.float64)
-    p = (ranks + task.q) ** (-task.alpha)
-    p /= p.sum()
-    T = task.T
-    # Later occurrences of a trigger of probability p among T positions: T p - P(at least one) = T p - 1 + (1-p)^T.
-    later = T * p - 1.0 + (1.0 - p) ** T
-    trigger_weights = p if task.trigger_dist == "zipf" else np.full(task.V, 1.0 / task.V)
-    f = min(1.0, task.n_triggers * float(trigger_weights @ later) / T)
-    n = max(2.0, T / 2.0)
-    distinct = float(np.sum(1.0 - (1.0 - p) ** (n - 1.0)))
-    n_o, M = _counts(distinct, task.V)
-    table = np.array([(max(f, 1e-12), 1.0, n, 1.0, n_o, M, -1)], dtype=np.float64)
-    icl = np.array([[1.0, 1.0, n, 1.0, n_o, M, -1]], dtype=np.float64)
-    iwl = np.zeros((0, 7))
-    return Cases(
-        weight=table[:, 0],
-        m=table[:, 1],
-        n=table[:, 2],
-        r=table[:, 3],
-        n_o=table[:, 4],
-        M=table[:, 5],
-        bin=table[:, 6].astype(np.int64),
-        bin_size=np.zeros(0),
-        bin_mass=np.zeros(0),
-        icl=icl,
-        iwl=iwl,
-        s=1.0,
-        iw_rate=1.0,
-        L=task.V,
     )
 
 

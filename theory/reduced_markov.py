@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -46,20 +47,27 @@ import sympy as sp
 from theory._codegen import kernel_module, write_module
 from theory._reduced_markov_kernel import case_terms
 from theory._validate import check_int, check_real
-from theory.distributions import MarkovTask
+from theory.distributions import MarkovTask, TokenStreamTask
 from theory.markov import predictor_losses, sample_markov
+from theory.samplers import sample_token_streams
 
 __all__ = [
     "CASE_LOSS",
     "CASE_SYMBOLS",
     "COLUMNS",
+    "STREAM_PRIOR_CONTEXTS",
+    "ClosedForm",
     "MarkovCases",
     "TrajectoryMarkov",
+    "case_slope",
+    "closed_form",
     "integrate_markov",
     "kernel_source",
     "markov_cases",
     "pack",
     "position_cases",
+    "stream_cases",
+    "stream_reference_loss",
 ]
 
 # --------------------------------------------------------------------------------------------------- derivation
@@ -141,8 +149,9 @@ class MarkovCases:
     """The expected loss over a Markov family as weighted cases.
 
     ``table`` (R, 5): columns :data:`COLUMNS`, weights summing to 1 (each row a distinct (C, R, N, M), weighted by
-    its share of the sampled positions); ``unigram_loss`` L(0) and ``bigram_loss`` (the Bayes predictor's mean loss
-    on the same chains), in nats per position.
+    its share of the sampled positions); ``unigram_loss`` L(0) and ``bigram_loss``, the reference the progress is
+    measured toward (Markov chains: the Bayes bigram predictor's mean loss on the same chains; token streams:
+    :func:`stream_reference_loss`), in nats per position.
     """
 
     table: np.ndarray
@@ -168,6 +177,48 @@ def markov_cases(task: MarkovTask, n_seqs: int = N_SEQS, seed: int = SEED) -> Ma
     table = np.concatenate([(counts / rows.shape[0])[:, None], unique], axis=1)
     ref = predictor_losses(tokens, task).mean(axis=(0, 2))
     return MarkovCases(table=table, unigram_loss=float(ref[1]), bigram_loss=float(ref[2]))
+
+
+# ------------------------------------------------------------------------------------------------ token streams
+#: the in-weights channel of a token stream, as a pseudo-count: STREAM_PRIOR_CONTEXTS x T observations of the
+#: background's marginal (prior weight beta = 4 T in the mixture above). A toy learns the background's unigram in
+#: its weights first (Bietti et al. 2023), from far more tokens than one context holds, so its in-weights guess
+#: outweighs the context's counts. The value was chosen on the earlier tokens sweep (alpha in {1, ..., 2.5} x V in
+#: {16, 32}, 1500 steps, ``proofs_notebooks/data/tokens_v16v32.json``), where 4 T ranked the toys' transitions at
+#: +0.93 against +0.89 (16 T) and +0.64 (64 T), and kept fixed for the ``tokens`` preset, which it is scored on
+#: (notebook 05, section 6). T itself (1 T) left two forming cells without a predicted transition.
+STREAM_PRIOR_CONTEXTS = 4.0
+#: token streams behind a case table: 2000 streams of T = 64 give S = -L'(0) to about 1% (relative standard
+#: deviation over 8 seeds at V = 16, alpha = 1.5)
+N_STREAMS = 2000
+
+
+def stream_reference_loss(tokens: np.ndarray, induction: np.ndarray, probs: np.ndarray) -> float:
+    """The loss the token-stream progress is measured toward (nats per predicted position): the predictor that knows
+    the background's marginal ``probs`` (V,) and copies each trigger's output at its repeats, -log p(x_t) at every
+    predicted position t >= 1 except the induction positions, where it is 0. ``tokens`` (S, T) and ``induction``
+    (S, T) as :class:`theory.samplers.TokenBatch`."""
+    nxt, ind = tokens[:, 1:], np.asarray(induction, dtype=bool)[:, 1:]
+    return float(np.mean(np.where(ind, 0.0, -np.log(np.asarray(probs, dtype=np.float64)[nxt]))))
+
+
+@lru_cache(maxsize=128)
+def stream_cases(task: TokenStreamTask, n_seqs: int = N_STREAMS, seed: int = SEED) -> MarkovCases:
+    """The case table of trigger token streams (the token-stream model): the same single-head mixture as the
+    Markov chains', with the background's marginal as the in-weights channel at prior weight
+    :data:`STREAM_PRIOR_CONTEXTS` x T, drawn from ``n_seqs`` streams with ``seed``. ``unigram_loss`` is L(0) (the
+    mixture with no match), ``bigram_loss`` :func:`stream_reference_loss`."""
+    if not isinstance(task, TokenStreamTask):
+        raise ValueError(f"task = {task!r} is not allowed: task must be a TokenStreamTask")
+    n_seqs = check_int("n_seqs", n_seqs, 1)
+    batch = sample_token_streams(task, n_seqs, seed)
+    probs = task.zipf.probs()
+    rows = position_cases(batch.tokens, task.V, STREAM_PRIOR_CONTEXTS * task.T, probs)
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    table = np.concatenate([(counts / rows.shape[0])[:, None], unique], axis=1)
+    reference = stream_reference_loss(batch.tokens, batch.induction, probs)
+    no_match = MarkovCases(table=table, unigram_loss=0.0, bigram_loss=reference)
+    return MarkovCases(table=table, unigram_loss=case_loss(no_match, 0.0), bigram_loss=reference)
 
 
 # --------------------------------------------------------------------------------------------------- the flow
@@ -283,6 +334,71 @@ def integrate_markov(
         )
         for i in range(len(cells))
     ]
+
+
+# ------------------------------------------------------------------------------------------------ closed form
+def case_slope(cases: MarkovCases, x: float) -> float:
+    """L'(x): the derivative of :func:`case_loss` in the match logit, sum_w [e^x N / (e^x N + M) - e^x C / (e^x C +
+    R)] (nats per position per unit logit); S = -L'(0) is the gain per unit match."""
+    t = cases.table
+    ex = math.exp(x)
+    copy_n, copy_c = ex * t[:, CN], ex * t[:, CC]
+    return float(np.sum(t[:, W] * (copy_n / (copy_n + t[:, CM]) - copy_c / (copy_c + t[:, CR]))))
+
+
+class ClosedForm(NamedTuple):
+    """The transition of the flow from a = b = init without weight decay, on the diagonal a = b where it stays.
+
+    ``time``: the flow time at which the progress reaches half its plateau (exact, by quadrature; None when the
+    match never helps, S <= 0); ``leading``: the noise-dominated leading order sigma / (2 S) ln(x_half / x0);
+    ``x_star``: the match logit that minimises L (the plateau); ``x_half``: where the progress is half the plateau's;
+    ``gain``: S = -L'(0)."""
+
+    time: float | None
+    leading: float | None
+    x_star: float
+    x_half: float
+    gain: float
+
+
+def closed_form(cases: MarkovCases, init: float, noise2: float, *, x_max: float = 40.0) -> ClosedForm:
+    """The transition time of :func:`integrate_markov`'s flow in closed form (up to a quadrature and a root).
+
+    With a(0) = b(0) the drift is symmetric, so a = b = theta for all time and x = theta^2. Adam's normalised flow is
+    then one equation, d theta / dt = G / sqrt(G^2 + sigma^2) with G = -L'(theta^2) theta and sigma^2 = ``noise2``,
+    and the time to go from x0 = init^2 to x is
+
+        t(x) = int_x0^x sqrt(u L'(u)^2 + sigma^2) / (-2 u L'(u)) du,
+
+    finite while L falls (L' < 0, i.e. below the optimum x*). The progress P(x) = (L(0) - L(x)) / (L(0) - L_ref)
+    plateaus at P(x*); its half-rise, the one rule's crossing on a curve that starts at P(x0) ~ 0 and ends at the
+    plateau, is at x_half with P(x_half) = P(x*) / 2. In the noise-dominated regime (|G| << sigma) with L' ~ -S the
+    integral is sigma / (2 S) ln(x_half / x0): the transition comes as 1 / S, the gain per unit match, and only
+    logarithmically on the initial strength.
+    """
+    from scipy import integrate, optimize
+
+    check_real("init", init, 0.0, 10.0, low_open=True)
+    check_real("noise2", noise2, 0.0, 1e6)
+    gain = -case_slope(cases, 0.0)
+    x0 = init * init
+    if not gain > 0.0:
+        return ClosedForm(None, None, 0.0, 0.0, gain)
+    x_star = float(optimize.minimize_scalar(lambda x: case_loss(cases, x), bounds=(0.0, x_max), method="bounded").x)
+    lo = case_loss(cases, 0.0)
+    plateau = lo - case_loss(cases, x_star)
+    x_half = float(optimize.brentq(lambda x: lo - case_loss(cases, x) - 0.5 * plateau, 0.0, x_star, xtol=1e-12))
+    if x_half <= x0:
+        return ClosedForm(0.0, 0.0, x_star, x_half, gain)
+
+    def rate(u: float) -> float:
+        d = case_slope(cases, u)
+        return math.sqrt(u * d * d + noise2) / (-2.0 * u * d)
+
+    # the integrand falls as 1 / u near x0: integrate in log u, where it is smooth
+    time = integrate.quad(lambda v: rate(math.exp(v)) * math.exp(v), math.log(x0), math.log(x_half), limit=200)[0]
+    leading = math.sqrt(noise2) / (2.0 * gain) * math.log(x_half / x0)
+    return ClosedForm(float(time), float(leading), x_star, x_half, gain)
 
 
 if __name__ == "__main__":

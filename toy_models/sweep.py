@@ -330,9 +330,9 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     if name == "tokens":
         task = TokenStreamTask(V=16, T=64, alpha=1.0, n_triggers=2, trigger_dist="uniform", output_dist="uniform")
         model = ModelConfig(n_ctx=63, d_vocab=16, d_vocab_out=16, n_layers=2, n_heads=2, d_model=64)
-        tt = TrainConfig(lr=1e-2, batch_size=32, steps=3000 if not full else 20000, eval_every=100, eval_size=256)
-        alphas = (0.0, 1.0, 2.0) if not full else (0.0, 0.5, 1.0, 1.5, 2.0)
-        Vs = (16, 32) if not full else (16, 32, 64, 128)
+        tt = TrainConfig(lr=1e-2, batch_size=32, steps=1200 if not full else 20000, eval_every=100, eval_size=256)
+        alphas = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5) if not full else (0.0, 0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+        Vs = (12, 16) if not full else (12, 16, 24, 32)
         return SweepConfig("tokens", task, model, tt, (("alpha", alphas), ("V", Vs)), seeds)
     if name == "markov":
         task = MarkovTask(k=5, T=32, beta=3.0, alpha=0.0)
