@@ -16,19 +16,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from theory.distributions import MarkovTask
+from theory.distributions import MarkovTask, TokenStreamTask
 from theory.markov import predictor_losses, sample_markov
 from theory.predict import Calibration, predict_many
 from theory.reduced_markov import (
     KERNEL_MODULE,
+    STREAM_PRIOR_CONTEXTS,
     case_loss,
+    case_slope,
+    closed_form,
     drift,
     integrate_markov,
     kernel_source,
     markov_cases,
     pack,
     probe,
+    stream_cases,
 )
+from theory.samplers import sample_token_streams
 
 TASK = MarkovTask(k=5, T=32, beta=3.0, alpha=1.0)
 
@@ -38,10 +43,14 @@ def test_generated_kernel_is_the_current_derivation():
     assert KERNEL_MODULE.read_text() == kernel_source()
 
 
-def naive_mixture_loss(tokens: np.ndarray, task: MarkovTask, x: float) -> float:
+def naive_mixture_loss(
+    tokens: np.ndarray, task: MarkovTask, x: float, *, beta: float | None = None, p: np.ndarray | None = None
+) -> float:
     """Mean -log p_x(next) over every position of every chain, from the definition: earlier positions whose
-    predecessor is the current state weigh e^x, the others 1, and the copied tokens are smoothed by beta p."""
-    p = task.base.probs()
+    predecessor is the current state weigh e^x, the others 1, and the copied tokens are smoothed by beta p (by
+    default the task's prior)."""
+    beta = task.beta if beta is None else beta
+    p = task.base.probs() if p is None else p
     total, count = 0.0, 0
     for seq in tokens.tolist():
         for t in range(1, len(seq)):
@@ -50,8 +59,8 @@ def naive_mixture_loss(tokens: np.ndarray, task: MarkovTask, x: float) -> float:
             for s in range(t):  # position s holds seq[s]; its predecessor is seq[s - 1] (none for s = 0)
                 w = math.exp(x) if s >= 1 and seq[s - 1] == i else 1.0
                 weights[seq[s]] = weights.get(seq[s], 0.0) + w
-            norm = sum(weights.values()) + task.beta
-            total -= math.log((weights.get(j, 0.0) + task.beta * p[j]) / norm)
+            norm = sum(weights.values()) + beta
+            total -= math.log((weights.get(j, 0.0) + beta * p[j]) / norm)
             count += 1
     return total / count
 
@@ -174,3 +183,85 @@ def test_position_cases_refuses_bad_input(tokens, k, prior, match):
 
     with pytest.raises(ValueError, match=match):
         position_cases(tokens, k, 1.0, prior)
+
+
+streams = st.builds(
+    TokenStreamTask,
+    V=st.integers(4, 10),
+    T=st.integers(3, 14),
+    alpha=st.floats(0.0, 2.5),
+    n_triggers=st.integers(1, 2),
+    trigger_dist=st.sampled_from(["uniform", "zipf"]),
+    output_dist=st.sampled_from(["uniform", "zipf"]),
+)
+
+
+@settings(max_examples=20, deadline=None)
+@given(task=streams, seed=st.integers(0, 2**31 - 1), x=st.floats(-2.0, 4.0))
+def test_stream_cases_are_the_mixture_with_the_in_weights_channel(task, seed, x):
+    """A token stream's table is the same mixture as a chain's, with the background's marginal at prior weight
+    STREAM_PRIOR_CONTEXTS x T: L(x) equals the definition evaluated stream by stream (1e-10 relative), and the
+    reference is -log p(next) everywhere but the induction positions, written out here position by position."""
+    cases = stream_cases(task, n_seqs=20, seed=seed)
+    batch = sample_token_streams(task, 20, seed)
+    p = task.zipf.probs()
+    beta = STREAM_PRIOR_CONTEXTS * task.T
+    assert case_loss(cases, x) == pytest.approx(naive_mixture_loss(batch.tokens, task, x, beta=beta, p=p), rel=1e-10)
+    assert cases.unigram_loss == pytest.approx(naive_mixture_loss(batch.tokens, task, 0.0, beta=beta, p=p), rel=1e-10)
+    ref = [
+        0.0 if batch.induction[s, t] else -math.log(p[batch.tokens[s, t]]) for s in range(20) for t in range(1, task.T)
+    ]
+    assert cases.bigram_loss == pytest.approx(sum(ref) / len(ref), rel=1e-12)
+
+
+def test_stream_cases_refuse_another_task():
+    with pytest.raises(ValueError, match="must be a TokenStreamTask"):
+        stream_cases(TASK)
+
+
+@pytest.mark.parametrize("x", [-1.0, 0.0, 0.7, 3.0])
+def test_case_slope_is_the_derivative_of_the_loss(x):
+    """L'(x) against a central difference of L (step 1e-5: truncation ~1e-10, rounding ~1e-11 on L ~ 1)."""
+    cases = markov_cases(TASK)
+    h = 1e-5
+    numeric = (case_loss(cases, x + h) - case_loss(cases, x - h)) / (2 * h)
+    assert case_slope(cases, x) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+STREAM = TokenStreamTask(V=12, T=64, alpha=2.0, n_triggers=2, trigger_dist="uniform", output_dist="uniform")
+
+
+@pytest.mark.parametrize("cases", [markov_cases(TASK), stream_cases(STREAM)], ids=["markov", "stream"])
+def test_closed_form_is_the_integrated_flows_transition(cases):
+    """The quadrature on the diagonal a = b gives the integrator's crossing: the flow's transition (the one rule on
+    the progress curve, ending on the plateau P(x*) by t = 400) within 1e-3 relative (the integrator's rtol is 1e-5,
+    and its crossing is interpolated between accepted steps); the flow never leaves the diagonal; the leading order
+    sigma / (2 S) ln(x_half / x0) is within 25% (S falls along the way: the leading order uses its value at 0)."""
+    t = np.concatenate([[0.0], np.geomspace(1e-3, 400.0, 300)])
+    traj = integrate_markov([(cases, 0.1, 1 / 32, 0.0, t)])[0]
+    cf = closed_form(cases, 0.1, 1 / 32)
+    assert traj.transition is not None and cf.time is not None and cf.leading is not None
+    assert cf.time == pytest.approx(traj.transition, rel=1e-3)
+    assert np.allclose(traj.state[:, 0], traj.state[:, 1], rtol=1e-9)
+    assert traj.state[-1, 0] ** 2 == pytest.approx(cf.x_star, rel=1e-3)
+    assert cf.leading == pytest.approx(cf.time, rel=0.25)
+    assert cf.gain == pytest.approx(-case_slope(cases, 0.0))
+
+
+def test_closed_form_without_gain_predicts_nothing():
+    """Where matching does not help at all (S <= 0: iid tokens, no triggers) there is no transition."""
+    flat = TokenStreamTask(V=8, T=16, alpha=0.0, n_triggers=0)
+    cf = closed_form(stream_cases(flat, n_seqs=200), 0.1, 1 / 32)
+    assert cf.gain <= 0 and cf.time is None
+
+
+def test_token_streams_form_the_head_with_two_layers_and_never_with_one():
+    """Two layers pass the formed threshold on the progress curve; one layer (a = b = 0, a fixed point) stays at 0
+    and is never called icl."""
+    cal = Calibration(time_scale=4.0, init=0.1)
+    two, one = (
+        predict_many([STREAM], lr=1e-2, steps=1200, batch_size=32, n_layers=n, calibration=cal)[0] for n in (2, 1)
+    )
+    assert two["phase"] == "icl" and two["transition_step"] is not None
+    assert two["transition_step_closed_form"] == pytest.approx(two["transition_step"], rel=1e-2)
+    assert one["phase"] == "neither" and one["transition_step"] is None
