@@ -25,8 +25,9 @@
 # sampler, and how the Zipf exponent divides the loss between the unigram and the bigram stage.
 #
 # Section 5 scores a reduced model of the bigram stage (`theory.reduced_markov`) against the `markov` preset's
-# trained toys. Section 6 finds, in the token streams' data, the statistic that orders when their heads form.
-# Status (issue 12): the token-stream reduced model has no v2 yet.
+# trained toys. Section 6 finds, in the token streams' data, the statistic that orders when their heads form;
+# section 7 builds the token-stream model on it (the same mixture, with the background's marginal as an in-weights
+# channel), gives its transition in closed form, and scores it against the `tokens` preset's toys.
 
 # %%
 from __future__ import annotations
@@ -318,16 +319,16 @@ for V in (16, 32):
     check("tokens", gains[(V, 2.0)][2] < 3, f"at alpha 2 the largest gain is a frequent token's (V {V})")
 
 # %% [markdown]
-# The toys. `proofs_notebooks/data/tokens.json` keeps the `tokens` preset's measured transitions (2 seeds per
-# cell, 3000 steps; command in the file). A head forms at (alpha 1, V 16), (alpha 2, V 16) and (alpha 2, V 32), and
-# in no seed of the other three cells. The largest per-token gain separates the two groups, the shared gain does
-# not (it is even negative for a cell that forms its head), and the cell with the largest gain forms its head
-# first. What it does not yet give is the order inside the forming group: (alpha 2, V 32) forms its head before
-# (alpha 1, V 16) in the toys (626 against 793 steps, seed means) with a smaller max_i S_i; a reduced model with
-# per-token match strengths and its flow (issue 12's token-stream v2) is the next step.
+# The toys. `proofs_notebooks/data/tokens_wide.json` keeps the first `tokens` preset's measured transitions
+# (alpha in {0, 1, 2} x V in {16, 32}, 2 seeds per cell, 3000 steps; command in the file). A head forms at
+# (alpha 1, V 16), (alpha 2, V 16) and (alpha 2, V 32), and in no seed of the other three cells. The largest
+# per-token gain separates the two groups, the shared gain does not (it is even negative for a cell that forms its
+# head), and the cell with the largest gain forms its head first. What it does not give is the order inside the
+# forming group: (alpha 2, V 32) forms its head before (alpha 1, V 16) in the toys (626 against 793 steps, seed
+# means) with a smaller max_i S_i. Section 7 reads the data through the in-weights channel instead.
 
 # %%
-T_DATA = json.loads((HERE / "data" / "tokens.json").read_text())
+T_DATA = json.loads((HERE / "data" / "tokens_wide.json").read_text())
 formed = {}
 onset = {}
 for cell in T_DATA["cells"]:
@@ -373,6 +374,188 @@ low = min(strong[k] for k in TOKEN_GRID if formed[k])
 high = max(strong[k] for k in TOKEN_GRID if not formed[k])
 print(f"formed cells >= {low:.4f}, cells without a head <= {high:.4f}")
 check("tokens", low > high, "with a strong in-weights prior the shared gain separates them too")
+
+
+# %% [markdown]
+# ## 7. The token-stream model: the mixture with an in-weights channel, scored against the `tokens` preset
+#
+# The model (`theory.reduced_markov.stream_cases`) is section 5's single-head mixture on token streams: the
+# match x = a b shared by every token, and the background's marginal p as the in-weights channel with prior
+# weight beta = 4 T (`STREAM_PRIOR_CONTEXTS`: a toy learns the unigram in its weights from far more tokens than a
+# context holds, Bietti et al.'s first stage). It tracks the loss progress (L(0) - L(x)) / (L(0) - L_ref), where
+# L_ref is the predictor that knows p and copies each trigger's output at its repeats; the head counts as formed
+# at progress 0.25, as for the chains. Adam's normalised flow and the calibrated time scale are section 5's.
+#
+# **The prior weight was chosen on an earlier sweep, not on the one it is scored on.** On the 1500-step sweep of
+# `data/tokens_v16v32.json` (alpha 1-2.5 x V 16, 32) the integrated model ranks the toys' transitions as below
+# for beta = T, 4 T, 16 T and 64 T: T leaves forming cells without a transition, 4 T and 16 T tie, 64 T is worse;
+# the smallest weight with the best ranking, 4 T, was kept. The `tokens` preset (`data/tokens.json`: alpha 1-2.5 x
+# V 12, 16, 1200 steps, every cell forming its head) is then scored with it unchanged.
+
+# %%
+from theory.reduced_markov import (
+    STREAM_PRIOR_CONTEXTS,
+    MarkovCases,
+    closed_form,
+    integrate_markov,
+    stream_cases,
+    stream_reference_loss,
+)
+
+
+def token_cells(data: dict) -> tuple[list[TokenStreamTask], np.ndarray, list[bool]]:
+    """The cells' tasks, their toys' transition steps (cell, seed; NaN: none) and calibration flags."""
+    base = {k: v for k, v in data["config"]["task"].items() if k != "kind"}
+    tasks = [TokenStreamTask(**(base | c["cell"])) for c in data["cells"]]
+    steps = np.array(
+        [[np.nan if r["transition_step"] is None else r["transition_step"] for r in c["seeds"]] for c in data["cells"]]
+    )
+    return tasks, steps, [c["seeds"][0]["calibration_cell"] for c in data["cells"]]
+
+
+def weighted_cases(task: TokenStreamTask, batch, contexts: float) -> MarkovCases:
+    """stream_cases' table on ``batch`` at another prior weight (contexts x T), for the choice below."""
+    rows = position_cases(batch.tokens, task.V, contexts * task.T, task.zipf.probs())
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    table = np.concatenate([(counts / rows.shape[0])[:, None], unique], axis=1)
+    reference = stream_reference_loss(batch.tokens, batch.induction, task.zipf.probs())
+    return MarkovCases(table, case_loss(MarkovCases(table, 0.0, reference), 0.0), reference)
+
+
+# the choice of the prior weight, on the earlier sweep: the ranking of the cells where both seeds formed a head
+old_tasks, old_steps, _ = token_cells(json.loads((HERE / "data" / "tokens_v16v32.json").read_text()))
+old_formed = ~np.isnan(old_steps).any(axis=1)
+old_batches = [sample_token_streams(t, 1000, 20261204) for t in old_tasks]  # S to ~1.5%
+flow_t = np.concatenate([[0.0], np.geomspace(1e-3, 2000.0, 300)])
+choice = {}
+for contexts in (1.0, 4.0, 16.0, 64.0):
+    trs = integrate_markov(
+        [
+            (weighted_cases(t, b, contexts), 0.1, 1 / 32, 0.0, flow_t)
+            for t, b in zip(old_tasks, old_batches, strict=True)
+        ]
+    )
+    flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trs])
+    both = old_formed & np.isfinite(flow)
+    choice[contexts] = (stats.spearmanr(flow[both], old_steps[both].mean(axis=1)).statistic, int(both.sum()))
+    print(f"beta = {contexts:g} T: Spearman {choice[contexts][0]:+.2f} on {choice[contexts][1]} cells")
+check("token model", STREAM_PRIOR_CONTEXTS == 4.0, "the packaged prior weight is the one chosen here")
+complete = {c: rho for c, (rho, n) in choice.items() if n == int(old_formed.sum())}  # every forming cell predicted
+best_rho = max(complete.values())
+kept = min(c for c, rho in complete.items() if rho >= best_rho - 1e-9)
+check("token model", kept == STREAM_PRIOR_CONTEXTS, "the smallest prior weight that ranks the earlier sweep best")
+check("token model", choice[64.0][0] < best_rho, "a far stronger channel ranks it worse")
+check("token model", choice[1.0][1] < int(old_formed.sum()), "T alone leaves forming cells without a transition")
+
+# %% [markdown]
+# Asserted identities of the model: at x = 0 with this prior weight the table is the mixture of the context's
+# unigram counts and the in-weights marginal, position by position; the flow never leaves a = b (equal starts and
+# a symmetric drift), so its transition is one quadrature (`closed_form`), which must agree with the integrated
+# flow; and one layer never forms a head.
+
+# %%
+ttasks, tsteps, tcal = token_cells(json.loads((HERE / "data" / "tokens.json").read_text()))
+probe_task = ttasks[0]
+small = sample_token_streams(probe_task, 3, 7)
+rows = position_cases(small.tokens, probe_task.V, STREAM_PRIOR_CONTEXTS * probe_task.T, probe_task.zipf.probs())
+pz = probe_task.zipf.probs()
+for r, (s_, t_) in enumerate((s_, t_) for s_ in range(3) for t_ in range(1, probe_task.T)):
+    seq = small.tokens[s_]
+    mix = np.bincount(seq[:t_], minlength=probe_task.V)[seq[t_]] + STREAM_PRIOR_CONTEXTS * probe_task.T * pz[seq[t_]]
+    mix /= t_ + STREAM_PRIOR_CONTEXTS * probe_task.T
+    assert abs((rows[r, 0] + rows[r, 1]) / (rows[r, 2] + rows[r, 3]) - mix) < 1e-12
+check("token model", True, "at x = 0 every position's prediction is (u_j + beta p_j) / (t + beta)")
+for task in ttasks[:: len(ttasks) - 1]:
+    cs = stream_cases(task)
+    tr = integrate_markov([(cs, 0.1, 1 / 32, 0.0, np.concatenate([[0.0], np.geomspace(1e-3, 400.0, 300)]))])[0]
+    cf = closed_form(cs, 0.1, 1 / 32)
+    print(
+        f"alpha {task.alpha}, V {task.V}: S {cf.gain:.4f}, closed form {cf.time:.3f}, integrated {tr.transition:.3f},"
+        f" leading order {cf.leading:.3f}"
+    )
+    check("token model", abs(cf.time / tr.transition - 1) < 1e-3, "closed form = integrated flow (1e-3, its rtol)")
+    check("token model", np.allclose(tr.state[:, 0], tr.state[:, 1]), "the flow stays on a = b")
+
+# %% [markdown]
+# The score on the `tokens` preset, as `zipfhead sweep --preset tokens` computes it: the time scale fitted on the
+# sweep's calibration cells, every other cell held out, beside the seed-vs-seed ceiling.
+
+# %%
+tcfg = json.loads((HERE / "data" / "tokens.json").read_text())["config"]["train"]
+cal_idx = [i for i, c in enumerate(tcal) if c]
+held = [i for i, c in enumerate(tcal) if not c]
+rows = [
+    (ttasks[c], tcfg["lr"], float(tsteps[c, s]), "adam", tcfg["batch_size"], tcfg["steps"])
+    for c in cal_idx
+    for s in range(tsteps.shape[1])
+]
+tcal_fit = calibrate_rows(rows, source="notebook 05: the tokens preset's calibration cells")
+trun = {"lr": tcfg["lr"], "steps": tcfg["steps"], "batch_size": tcfg["batch_size"], "calibration": tcal_fit}
+tpred = predict_many(ttasks, **trun)
+tstep = np.array([np.nan if p["transition_step"] is None else p["transition_step"] for p in tpred])
+tmean = tsteps.mean(axis=1)
+check("token model", all(p["phase"] == "icl" for p in tpred), "the model forms the head in every cell, as the toys")
+trho = stats.spearmanr(tstep[held], tmean[held]).statistic
+trel = float(np.median(np.abs(tstep[held] - tmean[held]) / tmean[held]))
+tpairs = [(0, 1), (1, 0)]
+tceil_rho = stats.spearmanr(tsteps[held, 0], tsteps[held, 1]).statistic
+tceil_rel = float(
+    np.median([np.median(np.abs(tsteps[held, i] - tsteps[held, j]) / tsteps[held, j]) for i, j in tpairs])
+)
+print(
+    f"time_scale {tcal_fit.time_scale:.2f}; {len(held)} held-out cells, toys {np.nanmin(tmean[held]):.0f}-"
+    f"{np.nanmax(tmean[held]):.0f} steps"
+)
+print(f"theory vs toys' seed means: Spearman {trho:+.2f}, median relative error {trel:.2f}")
+print(f"seed vs seed (ceiling):     Spearman {tceil_rho:+.2f}, median relative difference {tceil_rel:.2f}")
+check(
+    "token model", len(held) >= 8 and np.nanmax(tmean[held]) >= 3 * np.nanmin(tmean[held]), "the design: >= 8 cells, 3x"
+)
+check(
+    "token model", trho >= 0.8 and trho >= tceil_rho - 0.1, "issue 12's targets: Spearman >= 0.8 and the ceiling - 0.1"
+)
+span_model = np.nanmax(tstep[held]) / np.nanmin(tstep[held])
+span_toys = np.nanmax(tmean[held]) / np.nanmin(tmean[held])
+print(f"spread of the held-out transitions: model {span_model:.1f}x, toys {span_toys:.1f}x")
+one_layer = predict_many(ttasks[:1], n_layers=1, **trun)[0]
+check("token model", one_layer["phase"] == "neither" and one_layer["transition_step"] is None, "one layer: no head")
+
+# %% [markdown]
+# **Why a skewed background forms the head sooner.** The model's gain per unit match S is earned almost only at
+# the triggers' repeats; split it there and at the other positions:
+
+# %%
+split = {}
+for task in ttasks:
+    batch = sample_token_streams(task, 2000, 20261204)
+    C, R, N, Mc = position_cases(batch.tokens, task.V, STREAM_PRIOR_CONTEXTS * task.T, task.zipf.probs()).T
+    gain = -(N / (N + Mc) - C / (C + R))
+    ind = batch.induction[:, 1:].reshape(-1)
+    split[(task.alpha, task.V)] = (gain.mean(), ind.mean(), gain[ind].mean(), -gain[~ind].mean())
+    print(
+        f"alpha {task.alpha:4}, V {task.V}: S {gain.mean():.4f} = repeats {ind.mean():.3f} x {gain[ind].mean():.3f}"
+        f" per repeat - cost {-gain[~ind].sum() / gain.size:.4f} elsewhere"
+    )
+for V in (12, 16):
+    per_repeat = [split[(a, V)][2] for a in (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)]
+    check("token model", all(np.diff(per_repeat) > 0), f"the gain per repeat rises with alpha (V {V})")
+    check("token model", split[(1.0, V)][1] > split[(2.5, V)][1], f"repeats are not what rises (V {V})")
+    check(
+        "token model",
+        max(split[(a, V)][3] for a in (1.0, 2.5)) < 0.01 * max(split[(a, V)][2] for a in (1.0, 2.5)),
+        f"copying at ordinary positions costs little against a strong in-weights channel (V {V})",
+    )
+
+# %% [markdown]
+# The mechanism in two sentences. Once the background's marginal is learned in the weights, the head's match
+# pays at a trigger's repeat in proportion to how little that marginal expects the trigger's output: outputs are
+# drawn uniformly, so under a skewed background most of them are rare tokens, and a repeat pays about 3x more at
+# alpha 2.5 than at alpha 1 (per-repeat gain above), while copying at ordinary positions costs almost nothing
+# beside the strong in-weights channel. The noise-limited flow escapes the plateau in a time that goes as 1 / S
+# (the closed form's leading order), so the skewed background's head forms sooner; the number of repeats is not
+# the lever (it even falls a little with alpha). What the model misses: the spread. Its held-out transitions span
+# less than the toys' (printed above), so the fastest cells are predicted too late and the slowest too early,
+# which is where the median relative error comes from.
 
 
 # %% [markdown]

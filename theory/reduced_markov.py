@@ -183,10 +183,11 @@ def markov_cases(task: MarkovTask, n_seqs: int = N_SEQS, seed: int = SEED) -> Ma
 #: the in-weights channel of a token stream, as a pseudo-count: STREAM_PRIOR_CONTEXTS x T observations of the
 #: background's marginal (prior weight beta = 4 T in the mixture above). A toy learns the background's unigram in
 #: its weights first (Bietti et al. 2023), from far more tokens than one context holds, so its in-weights guess
-#: outweighs the context's counts. The value was chosen on the earlier tokens sweep (alpha in {1, ..., 2.5} x V in
-#: {16, 32}, 1500 steps, ``proofs_notebooks/data/tokens_v16v32.json``), where 4 T ranked the toys' transitions at
-#: +0.93 against +0.89 (16 T) and +0.64 (64 T), and kept fixed for the ``tokens`` preset, which it is scored on
-#: (notebook 05, section 6). T itself (1 T) left two forming cells without a predicted transition.
+#: outweighs the context's counts. The value was chosen on an earlier tokens sweep (alpha in {1, ..., 2.5} x V in
+#: {16, 32}, 1500 steps, ``proofs_notebooks/data/tokens_v16v32.json``): T left 5 of its 9 forming cells without a
+#: predicted transition, 4 T and 16 T ranked the toys' transitions alike (+0.93) and 64 T worse (+0.73); the
+#: smallest weight with the best ranking was kept, and the ``tokens`` preset is scored with it unchanged (notebook
+#: 05, section 7).
 STREAM_PRIOR_CONTEXTS = 4.0
 #: token streams behind a case table: 2000 streams of T = 64 give S = -L'(0) to about 1% (relative standard
 #: deviation over 8 seeds at V = 16, alpha = 1.5)

@@ -271,9 +271,15 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
     * ``reddy2024``: K x B at p_B = 1, K in {64, 256, 1024, 4096, 16384} x B in {1, 2, 4}, with the demo's
       optimiser, and eps as a third axis at full scale. Expected (Reddy 2024): in-context learning rises with
       K, B and eps; in-weights learning at small K.
-    * ``tokens``: alpha x V on trigger token streams (uniform triggers). Measured here (fast scale, 3000 steps): an
-      induction head forms earlier for a more skewed background (alpha = 2: ~160-310 steps) and for the smaller
-      vocabulary; with a uniform background (alpha = 0), or alpha = 1 at V = 32, none forms within 3000 steps.
+    * ``tokens``: alpha x V on trigger token streams (2 uniform triggers, uniform outputs, T = 64), alpha in {1,
+      1.25, 1.5, 1.75, 2, 2.5} x V in {12, 16} (12 cells) x 2 seeds, 1200 steps, two-layer toys (d_model 64, Adam
+      1e-2, batch 32). Designed so that a ranking can be scored: every cell forms its head, at ~100-750 steps.
+      Outside this range the measure stops marking a formed head within a budget this size: with a uniform
+      background (alpha = 0), or alpha <= 1.25 at V = 32, no head forms within 3000 steps, and alpha 1.5-1.75 at
+      V = 32 forms it in one seed and not the other (``proofs_notebooks/data/tokens_wide.json``,
+      ``tokens_v16v32.json``). Expected: an induction head in every cell, sooner for a more skewed background and
+      for the smaller vocabulary; the token-stream model (:func:`theory.reduced_markov.stream_cases`) ranks the
+      cells as the seeds rank each other (notebook 05, section 7).
     * ``markov``: in-context Markov chains (Edelman et al. 2024, :mod:`theory.markov`) over the Zipf exponent of
       the prior's base measure x the prior's concentration, alpha in {0, 1, 2} x beta in {0.5, 1.5, 4} (9 cells) x
       3 seeds, k = 5 states, T = 32, two-layer attention-only toys (d_model 32, learned positions), Adam 3e-3,
