@@ -520,3 +520,31 @@ def rk4(drift, y0: np.ndarray, data: np.ndarray, prm: np.ndarray, t_end: float, 
         drift(y + h * k[2], data, prm, k[3])
         y = y + h / 6 * (k[0] + 2 * k[1] + 2 * k[2] + k[3])
     return y
+
+
+def naive_stream_gain(task: TokenStreamTask, prior_contexts: float) -> float:
+    """theory.reduced_markov.stream_gain written as its formula, one term at a time (loops and math.comb)."""
+    V, T, n = task.V, task.T, task.n_triggers
+    p = [float(v) for v in task.zipf.probs()]
+    beta = prior_contexts * T
+    rate = [v / (1.0 + v) for v in p]
+
+    def pmf(k: int, m: int, q: float) -> float:
+        return math.comb(m, k) * q**k * (1.0 - q) ** (m - k)
+
+    total = 0.0
+    for t in range(1, T):
+        for i in range(V):
+            pi = 1.0 / V if task.trigger_dist == "uniform" else p[i]
+            weights = [0.0 if o == i else (1.0 if task.output_dist == "uniform" else p[o]) for o in range(V)]
+            norm = sum(weights)
+            value = 0.0
+            for o in range(V):
+                if weights[o] == 0.0:
+                    continue
+                for N in range(1, t):
+                    for B in range(t):
+                        share = N / (N + B + beta * p[o]) - N / (t + beta)
+                        value += weights[o] / norm * pmf(N, t - 1, rate[i]) * pmf(B, t - 1, p[o]) * share
+            total += pi * rate[i] * value
+    return n * total / (T - 1)
