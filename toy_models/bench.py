@@ -1,4 +1,5 @@
-"""The training part of ``zipfhead bench``: matmul efficiency, batched engine vs a loop, data cost.
+"""The training part of ``zipfhead bench``: matmul efficiency, batched engine vs a loop, data cost, and the JAX toy
+against its PyTorch-eager twin.
 
 All ratios are taken in one run on one machine, after a warm-up call (compilation excluded), as medians.
 """
@@ -168,10 +169,37 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
         "fraction": t_data / t_step,
     }
     if importlib.util.find_spec("torch") is None:
-        rows["torch"] = "skipped: torch is not importable (it is not a dependency)"
+        rows["torch"] = "skipped: torch is not importable (it comes with the lens extra)"
     else:
-        rows["torch"] = "not measured: zipfhead has no PyTorch-eager twin of the toy yet"
+        rows["torch"] = bench_torch_twin(_token_run(32), steps, repeats, rows["efficiency"][0]["steps_per_s"])
     return rows
+
+
+def bench_torch_twin(run: RunConfig, steps: int, repeats: int, jax_steps_per_s: float) -> dict[str, Any]:
+    """Steps per second of the PyTorch-eager twin (:mod:`toy_models.torch_twin`) on ``run``'s toy and batch size,
+    on pre-drawn batches (no data cost, as the JAX engine's staged chunks), against the JAX toy's measured rate."""
+    import torch
+
+    from theory.samplers import sample_token_streams
+    from toy_models.model import init_params
+    from toy_models.torch_twin import TorchToy, torch_step_fn
+
+    params = init_params(run.model, jax.random.PRNGKey(0))
+    step = torch_step_fn(TorchToy(run.model, params), run.train.lr)
+    batch = run.train.batch_size
+    batches = [sample_token_streams(run.task, batch, 0, offset=batch * i).tokens for i in range(steps)]
+
+    def go():
+        return [step(b) for b in batches]
+
+    torch_sps = steps / _median(go, repeats)
+    return {
+        "toy": f"token 2-layer d{run.model.d_model} ctx{run.model.n_ctx} batch {batch}",
+        "torch_threads": torch.get_num_threads(),
+        "torch_steps_per_s": torch_sps,
+        "jax_steps_per_s": jax_steps_per_s,
+        "ratio": jax_steps_per_s / torch_sps,
+    }
 
 
 def format_training(rows: dict[str, Any]) -> str:
@@ -194,7 +222,14 @@ def format_training(rows: dict[str, Any]) -> str:
         f"  data per step {d['data_ms_per_step']:.2f} ms vs training step {d['train_ms_per_step']:.2f} ms "
         f"({d['fraction']:.1%})"
     )
-    out.append(f"  PyTorch eager twin: {rows['torch']}")
+    t = rows["torch"]
+    if isinstance(t, dict):
+        out.append(
+            f"  PyTorch eager twin, {t['toy']}: {t['torch_steps_per_s']:.1f} steps/s ({t['torch_threads']} threads) "
+            f"against JAX {t['jax_steps_per_s']:.1f}: JAX x{t['ratio']:.2f}"
+        )
+    else:
+        out.append(f"  PyTorch eager twin: {t}")
     return "\n".join(out)
 
 
