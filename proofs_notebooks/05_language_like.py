@@ -427,7 +427,7 @@ def weighted_cases(task: TokenStreamTask, batch, contexts: float) -> MarkovCases
 old_tasks, old_steps, _ = token_cells(json.loads((HERE / "data" / "tokens_v16v32.json").read_text()))
 old_formed = ~np.isnan(old_steps).any(axis=1)
 old_batches = [sample_token_streams(t, 1000, 20261204) for t in old_tasks]  # S to ~1.5%
-flow_t = np.concatenate([[0.0], np.geomspace(1e-3, 2000.0, 300)])
+flow_t = np.concatenate([[0.0], np.geomspace(1e-3, 400.0, 200)])  # transitions at < 100 flow units
 choice = {}
 for contexts in (1.0, 4.0, 16.0, 64.0):
     trs = integrate_markov(
