@@ -247,6 +247,7 @@ def test_closed_form_is_the_integrated_flows_transition(cases):
     assert traj.state[-1, 0] ** 2 == pytest.approx(cf.x_star, rel=1e-3)
     assert cf.leading == pytest.approx(cf.time, rel=0.25)
     assert cf.gain == pytest.approx(-case_slope(cases, 0.0))
+    assert cf.plateau == pytest.approx(traj.icl[-1], rel=1e-3)
 
 
 def test_closed_form_without_gain_predicts_nothing():

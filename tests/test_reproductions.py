@@ -2,7 +2,7 @@
 
 In-context classification (Reddy 2024), the fast form (its full-size command is in the README):
   K = 4096, N = 8, D = 16, L = 16, B = 2, p_B = 1, eps = 0.1, alpha = 0; attention-only toy with one-hot
-  positions, d_model 64, initial weights 0.3 / sqrt(d_model), Adam 3e-3, batch 64, 2500 steps, 3 seeds in one
+  positions, d_model 64, initial weights 0.3 / sqrt(d_model), Adam 3e-3, batch 64, 2500 steps, 2 seeds in one
   vmapped batch. Measured here: a plateau at the copy-a-context-label level (accuracy ~ B/N = 0.25, loss
   ~ ln(N/B)) until ~1100-1400 steps, then a rise to > 0.8 within ~300-400 steps, ending at ICL accuracy ~0.95.
 """
@@ -28,7 +28,7 @@ CLS_MODEL = ModelConfig(
     n_ctx=17, d_vocab=32, d_vocab_out=16, n_layers=2, d_model=64, positional="onehot", init_scale=0.3
 )
 CLS_TRAIN = TrainConfig(steps=2500, eval_every=100, batch_size=64, lr=3e-3, eval_size=512)
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1)  # a third seed added ~30 s to make test and showed the same plateau and rise
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def two_layer():
 @pytest.fixture(scope="module")
 def one_layer():
     model = dataclasses.replace(CLS_MODEL, n_layers=1)
-    return train(RunConfig(task=CLS, model=model, train=CLS_TRAIN, seeds=SEEDS[:2]), progress=False)
+    return train(RunConfig(task=CLS, model=model, train=CLS_TRAIN, seeds=SEEDS), progress=False)
 
 
 def plateau_and_rise(steps: np.ndarray, acc: np.ndarray) -> tuple[int, int, int]:
@@ -109,9 +109,10 @@ def test_token_streams_need_two_layers_for_induction(n_layers):
     best that unigram/bigram statistics allow there (given the trigger, its output is uniform over the V - 2
     non-triggers); 1 layer: no prefix-matching head, and post-trigger loss well above the 2-layer model's."""
     model = ModelConfig(n_ctx=TOK.T - 1, d_vocab=TOK.V, d_vocab_out=TOK.V, n_layers=n_layers, n_heads=2, d_model=64)
-    # one layer cannot build the head at any horizon: half the steps show it (prefix 0.09, post-trigger 2.57 at
-    # 1500, measured), at half the test's cost
-    tcfg = TOK_TRAIN if n_layers == 2 else dataclasses.replace(TOK_TRAIN, steps=1500)
+    # two layers: by step 2000 the head has formed (prefix 0.56, post-trigger loss 0.95 at seed 0, measured; prefix
+    # 0.47 at 1500); one layer cannot build it at any horizon: 1500 steps show it (prefix 0.09, post-trigger 2.57,
+    # measured)
+    tcfg = dataclasses.replace(TOK_TRAIN, steps=2000 if n_layers == 2 else 1500)
     res = train(RunConfig(task=TOK, model=model, train=tcfg, seeds=(0,)), progress=False)
     prefix = res.curves["induction_score"][0, -1].max()
     post_trigger = res.curves["induction_loss"][0, -1]

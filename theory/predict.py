@@ -314,7 +314,8 @@ def predict_many(
     for i, (cs, prm, _) in enumerate(cells):
         if closed_form and isinstance(cs, MarkovCases) and prm.init > 0 and wds[i] == 0:
             cf = closed_form_mixture(cs, prm.init, _noise_floor(prm))
-            if cf.time is not None and cf.time <= horizons[i]:
+            # the phase rule on the closed form's own curve: formed when the plateau reaches the threshold in time
+            if cf.time is not None and cf.time <= horizons[i] and cf.plateau >= theory_threshold(tasks[i]):
                 closed[i] = cf.time
     out = []
     for i, (task, tr) in enumerate(zip(tasks, trajectories, strict=True)):

@@ -401,13 +401,14 @@ class ClosedForm(NamedTuple):
     ``time``: the flow time at which the progress reaches half its plateau (exact, by quadrature; None when the
     match never helps, S <= 0); ``leading``: the noise-dominated leading order sigma / (2 S) ln(x_half / x0);
     ``x_star``: the match logit that minimises L (the plateau); ``x_half``: where the progress is half the plateau's;
-    ``gain``: S = -L'(0)."""
+    ``gain``: S = -L'(0); ``plateau``: the progress P(x*) (what the phase rule compares with its threshold)."""
 
     time: float | None
     leading: float | None
     x_star: float
     x_half: float
     gain: float
+    plateau: float
 
 
 def closed_form(cases: MarkovCases, init: float, noise2: float, *, x_max: float = 40.0) -> ClosedForm:
@@ -432,13 +433,14 @@ def closed_form(cases: MarkovCases, init: float, noise2: float, *, x_max: float 
     gain = -case_slope(cases, 0.0)
     x0 = init * init
     if not gain > 0.0:
-        return ClosedForm(None, None, 0.0, 0.0, gain)
+        return ClosedForm(None, None, 0.0, 0.0, gain, 0.0)
     x_star = float(optimize.minimize_scalar(lambda x: case_loss(cases, x), bounds=(0.0, x_max), method="bounded").x)
     lo = case_loss(cases, 0.0)
     plateau = lo - case_loss(cases, x_star)
     x_half = float(optimize.brentq(lambda x: lo - case_loss(cases, x) - 0.5 * plateau, 0.0, x_star, xtol=1e-12))
+    progress = plateau / (cases.unigram_loss - cases.bigram_loss)
     if x_half <= x0:
-        return ClosedForm(0.0, 0.0, x_star, x_half, gain)
+        return ClosedForm(0.0, 0.0, x_star, x_half, gain, progress)
 
     def rate(u: float) -> float:
         d = case_slope(cases, u)
@@ -447,7 +449,7 @@ def closed_form(cases: MarkovCases, init: float, noise2: float, *, x_max: float 
     # the integrand falls as 1 / u near x0: integrate in log u, where it is smooth
     time = integrate.quad(lambda v: rate(math.exp(v)) * math.exp(v), math.log(x0), math.log(x_half), limit=200)[0]
     leading = math.sqrt(noise2) / (2.0 * gain) * math.log(x_half / x0)
-    return ClosedForm(float(time), float(leading), x_star, x_half, gain)
+    return ClosedForm(float(time), float(leading), x_star, x_half, gain, progress)
 
 
 if __name__ == "__main__":
