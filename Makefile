@@ -26,12 +26,14 @@ demo: $(STAMP)
 	$(BIN)/zipfhead sweep --out runs/demo
 
 # Test files run in parallel, one file per worker (module fixtures train once); TEST_WORKERS=0 runs them in-process.
+# Files are handed out in collection order (--no-loadscope-reorder), which tests/conftest.py sets longest first:
+# xdist's default order (most tests first) left the long toy-training files for last, one worker running alone.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -32,8 +32,9 @@ def _strict_numpy():
 
 
 #: the test files that train toys, longest first (measured with --durations: 236, 223 and 163 s of a 1030 s run).
-#: pytest-xdist's ``--dist loadfile`` hands files to its workers in collection order, so starting these first keeps
-#: one worker from finishing a long file alone after the other has run out of work.
+#: With ``--dist loadfile --no-loadscope-reorder`` (the Makefile's) pytest-xdist hands files to its workers in
+#: collection order, so starting these first keeps one worker from finishing a long file alone after the other has
+#: run out of work (xdist's default order, most tests first, put these few-test files last).
 HEAVY_FIRST = ("test_reproductions.py", "test_sweep.py", "test_train.py")
 
 

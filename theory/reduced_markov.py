@@ -1,4 +1,5 @@
-"""Reduced model of the bigram stage of in-context Markov chains: when the statistical induction head forms.
+"""Reduced model of the bigram stage of in-context Markov chains (and of token streams): when the statistical
+induction head forms.
 
 A two-layer attention-only toy trained on :mod:`theory.markov` chains first predicts by the context's unigram counts
 (attending evenly to earlier tokens and copying them), then by its bigram counts: a previous-token head (layer 0)
@@ -30,6 +31,12 @@ over the unigram counts. Concentrated rows (small beta) and a flat base measure 
 head early. The case loss and its gradient are derived with sympy (:data:`CASE_LOSS`) and compiled to a Numba kernel
 (``python -m theory.reduced_markov`` regenerates ``theory/_reduced_markov_kernel.py``; a test checks it is current).
 Derivation, checks and the comparison with trained toys: ``proofs_notebooks/05_language_like.py``.
+
+Token streams (Bietti et al.'s triggers, :class:`theory.distributions.TokenStreamTask`) run on the same mixture
+(:func:`stream_cases`): the prior is the background's marginal, learned in the toys' weights before the head forms,
+at prior weight :data:`STREAM_PRIOR_CONTEXTS` x T, and the progress runs toward the predictor that knows the
+marginal and copies each trigger's output at its repeats. The flow stays on a = b, so its transition is one
+quadrature (:func:`closed_form`), and for token streams S itself has a closed form (:func:`stream_gain`).
 """
 
 from __future__ import annotations
