@@ -426,7 +426,8 @@ def weighted_cases(task: TokenStreamTask, batch, contexts: float) -> MarkovCases
 # the choice of the prior weight, on the earlier sweep: the ranking of the cells where both seeds formed a head
 old_tasks, old_steps, _ = token_cells(json.loads((HERE / "data" / "tokens_v16v32.json").read_text()))
 old_formed = ~np.isnan(old_steps).any(axis=1)
-old_batches = [sample_token_streams(t, 1000, 20261204) for t in old_tasks]  # S to ~1.5%
+# 1000 streams: S to ~5% (2000 give ~3%, measured over 8 seeds); neighbouring cells differ in S by ~15% or more
+old_batches = [sample_token_streams(t, 1000, 20261204) for t in old_tasks]
 flow_t = np.concatenate([[0.0], np.geomspace(1e-3, 400.0, 200)])  # transitions at < 100 flow units
 choice = {}
 for contexts in (1.0, 4.0, 16.0, 64.0):
