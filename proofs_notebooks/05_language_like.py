@@ -395,12 +395,10 @@ check("tokens", low > high, "with a strong in-weights prior the shared gain sepa
 # %%
 from theory.reduced_markov import (
     STREAM_PRIOR_CONTEXTS,
-    MarkovCases,
     case_slope,
     closed_form,
     integrate_markov,
     stream_cases,
-    stream_reference_loss,
 )
 
 
@@ -414,29 +412,15 @@ def token_cells(data: dict) -> tuple[list[TokenStreamTask], np.ndarray, list[boo
     return tasks, steps, [c["seeds"][0]["calibration_cell"] for c in data["cells"]]
 
 
-def weighted_cases(task: TokenStreamTask, batch, contexts: float) -> MarkovCases:
-    """stream_cases' table on ``batch`` at another prior weight (contexts x T), for the choice below."""
-    rows = position_cases(batch.tokens, task.V, contexts * task.T, task.zipf.probs())
-    unique, counts = np.unique(rows, axis=0, return_counts=True)
-    table = np.concatenate([(counts / rows.shape[0])[:, None], unique], axis=1)
-    reference = stream_reference_loss(batch.tokens, batch.induction, task.zipf.probs())
-    return MarkovCases(table, case_loss(MarkovCases(table, 0.0, reference), 0.0), reference)
-
-
 # the choice of the prior weight, on the earlier sweep: the ranking of the cells where both seeds formed a head
 old_tasks, old_steps, _ = token_cells(json.loads((HERE / "data" / "tokens_v16v32.json").read_text()))
 old_formed = ~np.isnan(old_steps).any(axis=1)
-# 1000 streams: S to ~5% (2000 give ~3%, measured over 8 seeds); neighbouring cells differ in S by ~15% or more
-old_batches = [sample_token_streams(t, 1000, 20261204) for t in old_tasks]
 flow_t = np.concatenate([[0.0], np.geomspace(1e-3, 400.0, 200)])  # transitions at < 100 flow units
 choice = {}
 for contexts in (1.0, 4.0, 16.0, 64.0):
-    trs = integrate_markov(
-        [
-            (weighted_cases(t, b, contexts), 0.1, 1 / 32, 0.0, flow_t)
-            for t, b in zip(old_tasks, old_batches, strict=True)
-        ]
-    )
+    # 1000 streams: S to ~5% (2000 give ~3%, measured over 8 seeds); neighbouring cells differ in S by ~15% or more
+    tables = [stream_cases(t, 1000, prior_contexts=contexts) for t in old_tasks]
+    trs = integrate_markov([(cs, 0.1, 1 / 32, 0.0, flow_t) for cs in tables])
     flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trs])
     both = old_formed & np.isfinite(flow)
     choice[contexts] = (stats.spearmanr(flow[both], old_steps[both].mean(axis=1)).statistic, int(both.sum()))

@@ -212,17 +212,20 @@ def stream_reference_loss(tokens: np.ndarray, induction: np.ndarray, probs: np.n
 
 
 @lru_cache(maxsize=128)
-def stream_cases(task: TokenStreamTask, n_seqs: int = N_STREAMS, seed: int = SEED) -> MarkovCases:
+def stream_cases(
+    task: TokenStreamTask, n_seqs: int = N_STREAMS, seed: int = SEED, prior_contexts: float = STREAM_PRIOR_CONTEXTS
+) -> MarkovCases:
     """The case table of trigger token streams (the token-stream model): the same single-head mixture as the
-    Markov chains', with the background's marginal as the in-weights channel at prior weight
-    :data:`STREAM_PRIOR_CONTEXTS` x T, drawn from ``n_seqs`` streams with ``seed``. ``unigram_loss`` is L(0) (the
-    mixture with no match), ``bigram_loss`` :func:`stream_reference_loss`."""
+    Markov chains', with the background's marginal as the in-weights channel at prior weight ``prior_contexts`` x T
+    (default :data:`STREAM_PRIOR_CONTEXTS`), drawn from ``n_seqs`` streams with ``seed``. ``unigram_loss`` is L(0)
+    (the mixture with no match), ``bigram_loss`` :func:`stream_reference_loss`."""
     if not isinstance(task, TokenStreamTask):
         raise ValueError(f"task = {task!r} is not allowed: task must be a TokenStreamTask")
     n_seqs = check_int("n_seqs", n_seqs, 1)
     batch = sample_token_streams(task, n_seqs, seed)
     probs = task.zipf.probs()
-    rows = position_cases(batch.tokens, task.V, STREAM_PRIOR_CONTEXTS * task.T, probs)
+    prior_contexts = check_real("prior_contexts", prior_contexts, 0.0, 1e6)
+    rows = position_cases(batch.tokens, task.V, prior_contexts * task.T, probs)
     unique, counts = np.unique(rows, axis=0, return_counts=True)
     table = np.concatenate([(counts / rows.shape[0])[:, None], unique], axis=1)
     reference = stream_reference_loss(batch.tokens, batch.induction, probs)
