@@ -242,7 +242,7 @@ def test_grouped_vmap_widths_equal_plain_vmap(monkeypatch):
     out = {}
     for w in eng.widths(4):
         copy = jax.tree_util.tree_map(jnp.copy, state)
-        new, loss = eng.chunk_fn(4, w)(copy, data)
+        new, loss = eng.chunk_fn(4, w)(copy, data, None)
         out[w] = (np.asarray(loss), np.asarray(new["params"]["blocks"][1]["attn"]["W_Q"]))
     assert {1, 4} <= set(out) and out[1][0].shape == (6, 4)
     for w, (loss, w_q) in out.items():

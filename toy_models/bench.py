@@ -6,6 +6,7 @@ All ratios are taken in one run on one machine, after a warm-up call (compilatio
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import statistics as pystats
@@ -18,8 +19,9 @@ import jax.numpy as jnp
 
 from theory.distributions import ClassificationTask, TokenStreamTask
 from toy_models.model import ModelConfig
+from toy_models.sweep import format_profile
 from toy_models.tasks import ClassificationStream, derive_seed
-from toy_models.train import RunConfig, TrainConfig, _engine, _sharders, _to_device_data
+from toy_models.train import RunConfig, TrainConfig, _engine, _sharders, _to_device_data, device_sampler_consts
 
 __all__ = ["bench_sweep", "bench_training", "format_sweep", "matmul_peak", "model_flops"]
 
@@ -168,11 +170,45 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
         "train_ms_per_step": 1e3 * t_step,
         "fraction": t_data / t_step,
     }
+    rows["sampling"] = bench_sampling(_classification_run(n_models), steps, repeats)
     if importlib.util.find_spec("torch") is None:
         rows["torch"] = "skipped: torch is not importable (it comes with the lens extra)"
     else:
         rows["torch"] = bench_torch_twin(_token_run(32), steps, repeats, rows["efficiency"][0]["steps_per_s"])
     return rows
+
+
+def bench_sampling(run: RunConfig, steps: int, repeats: int) -> dict[str, Any]:
+    """A chunk of ``steps`` training steps of ``run``'s models end to end: the host path (draw every model's batches
+    with the Numba samplers, transfer, train) against the device path (the JAX samplers inside the chunk)."""
+    host_eng, host_state, _ = _setup(run, steps)
+    streams = run.streams()
+    means = [s.means() for s in streams]
+    on_models, on_scan = _sharders(len(streams))
+    held = {"host": host_state}
+
+    def host():
+        chunks = [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
+        held["host"], loss = host_eng.run_chunk(held["host"], on_scan(_to_device_data(chunks)))
+        return loss
+
+    dev_run = dataclasses.replace(run, train=dataclasses.replace(run.train, sampler="device"))
+    dev_eng, dev_state, _ = _setup(dev_run, 1)
+    consts = on_models(jax.tree_util.tree_map(jnp.asarray, device_sampler_consts(dev_run, means)))
+    step_data = on_scan({"step": jnp.broadcast_to(jnp.arange(steps, dtype=jnp.int32)[:, None], (steps, len(streams)))})
+    held["device"] = dev_state
+
+    def device():
+        held["device"], loss = dev_eng.run_chunk(held["device"], step_data, consts=consts)
+        return loss
+
+    t_host, t_device = _paired(host, device, repeats)
+    return {
+        "toy": f"classification (default task), {len(streams)} models",
+        "host_model_steps_per_s": steps * len(streams) / pystats.median(t_host),
+        "device_model_steps_per_s": steps * len(streams) / pystats.median(t_device),
+        "device_over_host": pystats.median(h / d for h, d in zip(t_host, t_device, strict=True)),
+    }
 
 
 def bench_torch_twin(run: RunConfig, steps: int, repeats: int, jax_steps_per_s: float) -> dict[str, Any]:
@@ -221,6 +257,12 @@ def format_training(rows: dict[str, Any]) -> str:
     out.append(
         f"  data per step {d['data_ms_per_step']:.2f} ms vs training step {d['train_ms_per_step']:.2f} ms "
         f"({d['fraction']:.1%})"
+    )
+    sm = rows["sampling"]
+    out.append(
+        f"  training data drawn on the host (Numba) against inside the chunk (JAX), {sm['toy']}: "
+        f"{sm['host_model_steps_per_s']:.1f} against {sm['device_model_steps_per_s']:.1f} model-steps/s, "
+        f"device path x{sm['device_over_host']:.2f}"
     )
     t = rows["torch"]
     if isinstance(t, dict):
@@ -273,6 +315,7 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         train_s = sum(
             json.loads(p.read_text())["seconds"] for p in out.glob("groups/*/result.json")
         )  # training only (compilation included; aggregation, theory and report excluded)
+        profile = json.loads((out / "profile.json").read_text())
 
         t0 = time.perf_counter()
         for i in range(cells):
@@ -322,6 +365,7 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         "training_speedup_vs_loop": loop_s / train_s,
         "speedup_vs_cli": one_cli_s * cells / sweep_s,
         "resume_overhead_s": resume_s,
+        "profile": profile,
     }
 
 
@@ -336,5 +380,6 @@ def format_sweep(r: dict[str, Any]) -> str:
             f"  rerun of the finished sweep           {r['resume_overhead_s']:10.2f} s",
             f"  sweep wall time {r['sweep_total_s']:.1f} s, of which training {r['sweep_training_s']:.1f} s "
             f"(training alone x{r['training_speedup_vs_loop']:.1f} the one-process loop)",
+            "  " + format_profile(r["profile"]).replace("\n", "\n  "),
         ]
     )

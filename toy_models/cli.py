@@ -264,6 +264,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, theory_only: bool = False)
         ("steps", int, "training steps [2000]"),
         ("eval_every", int, "steps between evaluations [100]"),
         ("eval_size", int, "sequences per evaluation set [512]"),
+        ("sampler", str, "where training batches are drawn: host (Numba) or device (JAX, in the chunk) [host]"),
     ]
     for name, kind, help_ in train_flags:
         if keep(name):
@@ -312,6 +313,7 @@ def run_config_from_args(args: argparse.Namespace):
             "steps",
             "eval_every",
             "eval_size",
+            "sampler",
         )
         if getattr(args, n) is not None
     }

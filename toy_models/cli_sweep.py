@@ -62,7 +62,9 @@ def sweep_config_from_args(args: argparse.Namespace):
         changes["seeds"] = tuple(args.seeds)
     if args.calibration_cells is not None:
         changes["calibration"] = args.calibration_cells
-    train_changes = {k: getattr(args, k) for k in ("steps", "lr", "eval_every") if getattr(args, k) is not None}
+    train_changes = {
+        k: getattr(args, k) for k in ("steps", "lr", "eval_every", "sampler") if getattr(args, k) is not None
+    }
     if train_changes:
         changes["train"] = dataclasses.replace(cfg.train, **train_changes)
     return dataclasses.replace(cfg, **changes) if changes else cfg
@@ -70,9 +72,10 @@ def sweep_config_from_args(args: argparse.Namespace):
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import time
+    from pathlib import Path
 
     from toy_models.scores import format_scores
-    from toy_models.sweep import run_sweep
+    from toy_models.sweep import format_profile, run_sweep
 
     cfg = sweep_config_from_args(args)
     out = out_dir(args.out, f"runs/{cfg.name}")
@@ -89,6 +92,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(json.dumps({"out": out, "seconds": seconds, "scores": scores}))
     else:
         print(format_scores(scores))
+        profile = Path(out) / "profile.json"
+        if profile.exists() and profile.stat().st_mtime >= time.time() - seconds:  # written by this run
+            print(format_profile(json.loads(profile.read_text())))
         print(f"wrote {out}/report.html ({seconds:.0f} s)")
     return 0
 
@@ -145,6 +151,12 @@ def add_sweep_parsers(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps [preset's]")
     p.add_argument("--lr", type=float, default=None, help="learning rate [preset's]")
     p.add_argument("--eval_every", "--eval-every", type=int, default=None, help="steps between evaluations")
+    p.add_argument(
+        "--sampler",
+        choices=("host", "device"),
+        default=None,
+        help="where training batches are drawn: host (Numba) or device (JAX, inside the compiled chunk) [host]",
+    )
     p.add_argument(
         "--calibration-cells",
         "--calibration_cells",

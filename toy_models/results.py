@@ -90,6 +90,7 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "steps_trained": int(result.steps[-1]),
         "seconds": result.seconds,
         "data_seconds": result.data_seconds,
+        "timings": result.timings,
         "models": models,
     }
 

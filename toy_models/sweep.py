@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -542,7 +543,43 @@ def run_sweep(
         theory = json.loads((out / "theory.json").read_text())
         if not str(theory.get("calibration_note", "")).startswith("given"):
             return theory["scores"]  # finished earlier: nothing to redo
-    return finish(out, calibration)
+    t0 = time.perf_counter()
+    scores = finish(out, calibration)
+    write_profile(out, time.perf_counter() - t0)
+    return scores
+
+
+#: the parts of a sweep's wall time in :func:`write_profile` (the training loop's, see ``RunResult.timings``)
+PROFILE_PARTS = ("setup", "first_chunk", "data", "train_wait", "evaluate", "checkpoint", "other")
+
+
+def write_profile(out_dir: str | Path, finish_seconds: float) -> dict[str, Any]:
+    """``profile.json``: where a finished sweep's wall time went, in seconds: each part of
+    :data:`PROFILE_PARTS` summed over the groups' training loops (from their ``result.json``; groups trained
+    before timings were recorded are counted in ``untimed_groups``), and ``finish`` (aggregation, theory,
+    calibration, report)."""
+    out = Path(out_dir)
+    parts = dict.fromkeys(PROFILE_PARTS, 0.0)
+    untimed = 0
+    for path in sorted(out.glob("groups/*/result.json")):
+        timings = json.loads(path.read_text())["summary"].get("timings")
+        if not timings:
+            untimed += 1
+            continue
+        for k in PROFILE_PARTS:
+            parts[k] += float(timings.get(k, 0.0))
+    profile = {"training": parts, "finish": finish_seconds, "untimed_groups": untimed}
+    atomic_write(out / "profile.json", lambda f: json.dump(profile, f, indent=2), mode="w")
+    return profile
+
+
+def format_profile(profile: dict[str, Any]) -> str:
+    """One line per part of a sweep profile, with its share of the total."""
+    rows = [*profile["training"].items(), ("finish", profile["finish"])]
+    total = sum(v for _, v in rows) or 1.0
+    lines = [f"  {name:<12} {v:8.1f} s {v / total:6.1%}" for name, v in rows]
+    note = f" ({profile['untimed_groups']} groups untimed)" if profile.get("untimed_groups") else ""
+    return "\n".join([f"where the {total:.0f} s went{note}:", *lines])
 
 
 def merge(

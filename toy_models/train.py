@@ -8,8 +8,9 @@ a sweep over them does not recompile.
 
 Data are streamed from the Numba samplers by offset (see :mod:`toy_models.tasks`): the batch of step s is a
 function of (seed, s), so an interrupted run resumed from a checkpoint sees exactly the data it would have
-seen, and gives the same numbers. (Generating batches inside the jit would need a JAX twin of every sampler;
-the measured cost of streaming is reported by ``zipfhead bench``.)
+seen, and gives the same numbers. With ``TrainConfig.sampler = "device"`` the batches are instead drawn inside
+the compiled chunk by the JAX twins of :mod:`toy_models.device_samplers`, from fold_in(key(seed), s): still a
+function of (seed, s), with nothing generated or transferred on the host (for accelerators).
 
 Evaluation runs every ``eval_every`` steps on fixed evaluation sets, and every ``eval_every / dense_factor``
 steps while any model's headline measure is moving fast (densely logged around the transition). A model
@@ -49,6 +50,9 @@ __all__ = ["RunConfig", "TrainConfig", "train"]
 
 OPTIMIZERS = ("adam", "sgd")
 DECAY_ON = ("all", "attention")
+#: where training batches are drawn: ``host`` (the Numba samplers, streamed in by chunk) or ``device`` (the JAX
+#: twins of :mod:`toy_models.device_samplers`, inside the compiled chunk; classification and token streams)
+SAMPLERS = ("host", "device")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class TrainConfig:
         eval_every: steps between evaluations (dense phases: eval_every / dense_factor).
         dense_factor: how much denser evaluations get while the measures move fast.
         eval_size: sequences in each evaluation set.
+        sampler: where training batches are drawn (:data:`SAMPLERS`): ``host``, the Numba samplers (the default,
+            and the faster on a CPU), or ``device``, their JAX twins inside the compiled chunk (for accelerators:
+            no per-step generation and transfer on the host). The two draw from the same laws with different
+            random streams, so their numbers differ; evaluation sets come from the host samplers in both.
     """
 
     optimizer: str = "adam"
@@ -82,9 +90,11 @@ class TrainConfig:
     eval_every: int = 100
     dense_factor: int = 4
     eval_size: int = 512
+    sampler: str = "host"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        set_(self, "sampler", check_choice("sampler", self.sampler, SAMPLERS))
         set_(self, "optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
         set_(self, "lr", check_real("lr", self.lr, 0.0, 1e3, low_open=True))
         set_(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0))
@@ -153,6 +163,11 @@ class RunConfig:
                     raise ValueError(
                         f"task {t} does not share the template's kind and shapes {_shape_signature(self.task)}"
                     )
+        if self.train.sampler == "device" and self.kind == "markov":
+            raise ValueError(
+                "sampler = 'device' is not available for Markov tasks: it must be 'host' (the device samplers cover "
+                "classification and token streams)"
+            )
         streams = self.streams()
         s0 = streams[0]
         want = (s0.n_ctx, s0.d_vocab, s0.d_vocab_out)
@@ -341,6 +356,8 @@ class Engine:
             return {**frozen, "diverged": state["diverged"] | ~healthy}, loss
 
         self._step = step_one
+        self.device_sampling = tcfg.sampler == "device"
+        self._sample = _device_batch_fn(run) if self.device_sampling else None
         self._compiled: dict[tuple, Callable] = {}  # (M, width) -> jitted chunk
         self._width: dict[tuple, int] = {}  # (M, data shapes) -> chosen width
         self.probe_seconds: dict[tuple, dict[int, float]] = {}  # what the timed probes measured
@@ -353,25 +370,32 @@ class Engine:
         The model axis is split over every device (shard_map); each device runs its M / n_devices models as
         groups of ``width`` vmapped models, one group after another (``lax.map``), each group a scan of steps.
         ``width`` equal to the per-device count is a plain vmap; 1 is a loop over single models.
+
+        The chunk takes (state, data, consts): ``data`` has a leading step axis then the model axis (host batches,
+        or under device sampling each step's number), ``consts`` the model axis only (device sampling: each model's
+        sampler parameters and key; host: None).
         """
         if (M, width) in self._compiled:
             return self._compiled[(M, width)]
-        step_one = self._step
+        step_one, sample = self._step, self._sample
+        if sample is None:
+            vstep = jax.vmap(lambda state, batch, _: step_one(state, batch))
+        else:
+            vstep = jax.vmap(lambda state, x, c: step_one(state, sample(x["step"], c)))
 
-        def local(state, data):
+        def scan(state, data, consts):
+            return jax.lax.scan(lambda st, x: vstep(st, x, consts), state, data)
+
+        def local(state, data, consts):
             m = jax.tree_util.tree_leaves(state)[0].shape[0]
             if width >= m:
-                return jax.lax.scan(jax.vmap(step_one), state, data)
+                return scan(state, data, consts)
             g = m // width
-
-            def group(args):
-                return jax.lax.scan(jax.vmap(step_one), *args)
-
-            state_g = jax.tree_util.tree_map(lambda x: x.reshape(g, width, *x.shape[1:]), state)
+            state_g, consts_g = jax.tree_util.tree_map(lambda x: x.reshape(g, width, *x.shape[1:]), (state, consts))
             data_g = jax.tree_util.tree_map(
                 lambda x: jnp.moveaxis(x.reshape(x.shape[0], g, width, *x.shape[2:]), 1, 0), data
             )
-            new, losses = jax.lax.map(group, (state_g, data_g))  # losses (g, n, width)
+            new, losses = jax.lax.map(lambda args: scan(*args), (state_g, data_g, consts_g))  # losses (g, n, width)
             new = jax.tree_util.tree_map(lambda x: x.reshape(m, *x.shape[2:]), new)
             return new, jnp.moveaxis(losses, 0, 1).reshape(losses.shape[1], m)
 
@@ -381,7 +405,7 @@ class Engine:
             fn = jax.shard_map(
                 local,
                 mesh=mesh,
-                in_specs=(PartitionSpec("model"), PartitionSpec(None, "model")),
+                in_specs=(PartitionSpec("model"), PartitionSpec(None, "model"), PartitionSpec("model")),
                 out_specs=(PartitionSpec("model"), PartitionSpec(None, "model")),
             )
         self._compiled[(M, width)] = jax.jit(fn, donate_argnums=0)
@@ -394,7 +418,7 @@ class Engine:
         powers = (1 << k for k in range(per_device.bit_length()))
         return sorted({w for w in powers if per_device % w == 0} | {per_device})
 
-    def choose(self, state: Any, data: Any, probe: bool = True) -> int:
+    def choose(self, state: Any, data: Any, probe: bool = True, consts: Any = None) -> int:
         """The group width for this (M, data shape): a function of the shape and the platform, so that the same
         config gives the same numbers in every process (widths agree only to float tolerance).
 
@@ -416,11 +440,11 @@ class Engine:
         elif forced == "probe" and probe and on_cpu and len(widths) > 1:
             seconds = {}
             for w in widths:
-                compiled = self.chunk_fn(M, w).lower(state, data).compile()
+                compiled = self.chunk_fn(M, w).lower(state, data, consts).compile()
                 copy = jax.tree_util.tree_map(jnp.copy, state)
                 jax.block_until_ready(copy)
                 t0 = time.perf_counter()
-                jax.block_until_ready(compiled(copy, data))
+                jax.block_until_ready(compiled(copy, data, consts))
                 seconds[w] = time.perf_counter() - t0
             width = min(seconds, key=seconds.get)
             self.probe_seconds[key] = seconds
@@ -431,10 +455,11 @@ class Engine:
         self._width[key] = width
         return width
 
-    def run_chunk(self, state: Any, data: Any, probe: bool = False) -> tuple[Any, jnp.ndarray]:
-        """One chunk of steps for all models (state donated); the execution as :meth:`choose` picks it."""
+    def run_chunk(self, state: Any, data: Any, probe: bool = False, consts: Any = None) -> tuple[Any, jnp.ndarray]:
+        """One chunk of steps for all models (state donated); the execution as :meth:`choose` picks it.
+        ``data`` and ``consts``: see :meth:`chunk_fn`."""
         M = jax.tree_util.tree_leaves(state)[0].shape[0]
-        return self.chunk_fn(M, self.choose(state, data, probe))(state, data)
+        return self.chunk_fn(M, self.choose(state, data, probe, consts))(state, data, consts)
 
     def _eval_fn(self) -> Callable:
         cfg, run = self.run.model, self.run
@@ -510,6 +535,47 @@ class Engine:
                 }
 
         return evaluate
+
+
+def _device_batch_fn(run: RunConfig) -> Callable:
+    """(step, consts) -> one model's training batch, drawn on the device from fold_in(consts key, step)."""
+    from toy_models import device_samplers as dsm
+
+    batch = run.train.batch_size
+    if run.kind == "classification":
+        N, L = run.task.N, run.task.L
+
+        def sample(step, c):
+            out = dsm.sample_classification(jax.random.fold_in(c["key"], step), c["prm"], N=N, L=L, batch=batch)
+            return {"items": out["items"], "labels": out["labels"]}
+
+    else:
+        T = run.task.T
+
+        def sample(step, c):
+            out = dsm.sample_token_streams(jax.random.fold_in(c["key"], step), c["prm"], T=T, batch=batch)
+            return {"tokens": out["tokens"]}
+
+    return sample
+
+
+def device_sampler_consts(run: RunConfig, means: Sequence[np.ndarray | None]) -> dict[str, Any]:
+    """Every model's device-sampler parameters (padded to the run's largest K or trigger count) and base key
+    PRNGKey(derive_seed(seed, "train")), stacked along a leading model axis (numpy)."""
+    from toy_models import device_samplers as dsm
+
+    tasks = run.model_tasks
+    if run.kind == "classification":
+        K_max = max(t.K for t in tasks)
+        prms = [dsm.classification_params(t, m, K_max) for t, m in zip(tasks, means, strict=True)]
+    else:
+        n_max = max(t.n_triggers for t in tasks)
+        prms = [dsm.token_params(t, n_max) for t in tasks]
+    keys = [np.asarray(jax.random.PRNGKey(derive_seed(s, "train"))) for s in run.model_seeds]
+    return {
+        "prm": {k: np.stack([p[k] for p in prms]) for k in prms[0]},
+        "key": np.stack(keys),
+    }
 
 
 _ENGINES: dict[tuple, Engine] = {}
@@ -623,6 +689,12 @@ class RunResult:
     state: Any
     seconds: float  # wall time of the training loop (evaluations included)
     data_seconds: float  # of which drawing training batches (overlapped with training where possible)
+    #: where the wall time went (seconds): ``setup`` (evaluation sets, means, initialisation, before the loop),
+    #: ``first_chunk`` (the first chunk's dispatch and wait: compilation and the probe), ``data`` (drawing and
+    #: placing host batches, overlapped with the chunk in flight), ``train_wait`` (waiting for the later chunks'
+    #: results: the training the data drawing did not hide), ``evaluate`` (evaluations and their transfer),
+    #: ``checkpoint`` (writing checkpoints), ``other`` (the rest of the loop: progress bar, bookkeeping)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.ndarray]:
@@ -672,6 +744,8 @@ def train(
         resume: continue from a checkpoint in ``out_dir`` made by the same config.
         stop_after: stop (as if interrupted) once this many steps are done; for tests of resumption.
     """
+    t_setup = time.perf_counter()
+    clock = dict.fromkeys(("first_chunk", "data", "train_wait", "evaluate", "checkpoint"), 0.0)
     tcfg = run.train
     streams = run.streams()
     engine = _engine(run)
@@ -710,7 +784,9 @@ def train(
     headline = headline_measure(run.kind)
 
     def record(step_now: int) -> None:
+        t = time.perf_counter()
         values = jax.device_get(engine.evaluate(state["params"], eval_data))
+        clock["evaluate"] += time.perf_counter() - t
         history["steps"].append(step_now)
         for k, v in values.items():
             history["curves"].setdefault(k, []).append(np.asarray(v, dtype=np.float64).tolist())
@@ -724,31 +800,50 @@ def train(
 
         bar = tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True, leave=False)
 
+    consts = None
+    if engine.device_sampling:
+        consts = on_models(jax.tree_util.tree_map(jnp.asarray, device_sampler_consts(run, means)))
+
     def batches(step0: int) -> tuple[int, dict[str, jnp.ndarray]]:
         n = min(tcfg.chunk, tcfg.steps - step0)
+        if engine.device_sampling:  # only the step numbers: the batches are drawn inside the chunk
+            steps = np.broadcast_to(np.arange(step0, step0 + n, dtype=np.int32)[:, None], (n, M))
+            return n, on_scan({"step": jnp.asarray(steps)})
         chunks = [s.train_chunk(m, step0, n, tcfg.batch_size) for s, m in zip(streams, means, strict=True)]
         return n, on_scan(_to_device_data(chunks))
 
     t0 = time.perf_counter()
-    data_seconds = 0.0
+    setup = t0 - t_setup - clock["evaluate"]  # the step-0 evaluation counts as evaluation
+    first = True
     if step < tcfg.steps:
+        t_data = time.perf_counter()
         n, data = batches(step)
+        clock["data"] += time.perf_counter() - t_data
     while step < tcfg.steps:
         # The first chunk of a long run may time the candidate executions (see Engine.choose).
         probe = (tcfg.steps - step) >= _PROBE_MIN_CHUNKS * tcfg.chunk
-        state, losses = engine.run_chunk(state, data, probe=probe)  # dispatched asynchronously ...
+        t_chunk = time.perf_counter()
+        state, losses = engine.run_chunk(state, data, probe=probe, consts=consts)  # dispatched asynchronously ...
         if step + n < tcfg.steps:  # ... so the next chunk's data is drawn while this one trains
             t_data = time.perf_counter()
             n_next, data_next = batches(step + n)
-            data_seconds += time.perf_counter() - t_data
+            clock["data"] += time.perf_counter() - t_data
+        t_wait = time.perf_counter()
         losses = np.asarray(losses, dtype=np.float64)  # waits for the chunk
+        if first:
+            clock["first_chunk"] += time.perf_counter() - t_chunk
+            first = False
+        else:
+            clock["train_wait"] += time.perf_counter() - t_wait
         history["train_loss"].append(losses.T.tolist())  # (M, n) per chunk
         step += n
         dense = _moving_fast(history["curves"].get(headline, []))
         if step % tcfg.eval_every == 0 or dense or step == tcfg.steps:  # a fixed grid, plus dense extras
             record(step)
             if out is not None:
+                t_ckpt = time.perf_counter()
                 save_checkpoint(out, state, step, history, run)
+                clock["checkpoint"] += time.perf_counter() - t_ckpt
         if bar is not None:
             bar.update(n)
             head = np.asarray(history["curves"][headline][-1])
@@ -771,7 +866,12 @@ def train(
         diverged=np.asarray(state["diverged"]),
         state=state,
         seconds=seconds,
-        data_seconds=data_seconds,
+        data_seconds=clock["data"],
+        timings={
+            "setup": setup,
+            **clock,
+            "other": max(time.perf_counter() - t_setup - setup - sum(clock.values()), 0.0),
+        },
     )
 
 
