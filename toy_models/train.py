@@ -362,7 +362,8 @@ class Engine:
         self._width: dict[tuple, int] = {}  # (M, data shapes) -> chosen width
         self.probe_seconds: dict[tuple, dict[int, float]] = {}  # what the timed probes measured
         self.init = jax.jit(jax.vmap(init_one))
-        self.evaluate = jax.jit(jax.vmap(self._eval_fn()))
+        self._eval_one = self._eval_fn()
+        self._evaluators: dict[int, Callable] = {}
 
     def chunk_fn(self, M: int, width: int) -> Callable:
         """The jitted chunk for M models: a scan of steps, the models vmapped in groups of ``width``.
@@ -460,6 +461,32 @@ class Engine:
         ``data`` and ``consts``: see :meth:`chunk_fn`."""
         M = jax.tree_util.tree_leaves(state)[0].shape[0]
         return self.chunk_fn(M, self.choose(state, data, probe, consts))(state, data, consts)
+
+    def evaluate(self, params: Any, sets: Any) -> dict[str, jnp.ndarray]:
+        """Every model's measures on its evaluation sets: params and sets with a leading model axis (M, ...).
+
+        The model axis is split over every device, as in training. Off the CPU each device vmaps its models; on
+        CPU it evaluates them one after another inside one compiled program (``lax.map``), which measured 1.8x
+        faster than one vmap over the demo's 36 models (1.2 s against 2.2 s an evaluation) and gives each model
+        exactly the numbers it would get alone.
+        """
+        M = jax.tree_util.tree_leaves(params)[0].shape[0]
+        if M not in self._evaluators:
+            one = self._eval_one
+            if jax.devices()[0].platform == "cpu":
+
+                def local(p, s):
+                    return jax.lax.map(lambda args: one(*args), (p, s))
+
+            else:
+                local = jax.vmap(one)
+            mesh = _mesh(M)
+            fn = local
+            if mesh is not None:
+                spec = PartitionSpec("model")
+                fn = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec), out_specs=spec)
+            self._evaluators[M] = jax.jit(fn)
+        return self._evaluators[M](params, sets)
 
     def _eval_fn(self) -> Callable:
         cfg, run = self.run.model, self.run
