@@ -139,7 +139,7 @@ def device_tasks(draw) -> ClassificationTask:
     )
 
 
-@settings(max_examples=25)
+@settings(max_examples=12)  # each example checks 100 sequences of every rule; the compilation per kind dominates
 @given(task=device_tasks(), kind=st.sampled_from(EVAL_KINDS), seed=st.integers(0, 2**31 - 1), force=st.booleans())
 def test_sequence_structure(task, kind, seed, force):
     """Every device-drawn sequence obeys the burst, label, novelty and iwl rules of the Numba samplers' checker."""
@@ -275,7 +275,7 @@ def test_token_triggers_outputs_and_induction_match_the_numba_sampler():
 
 
 def test_device_sampled_training_resumes_exactly(tmp_path):
-    """sampler = "device": a run stopped after 16 steps and resumed gives exactly the uninterrupted run's losses
+    """sampler = "device": a run stopped after 8 of 16 steps and resumed gives exactly the uninterrupted run's losses
     and curves (each step's batch is a function of (seed, step)), with cells that differ in K and B in one
     compiled chunk (the class tables padded to the larger K)."""
     from toy_models.model import ModelConfig
@@ -284,13 +284,13 @@ def test_device_sampled_training_resumes_exactly(tmp_path):
     task = ClassificationTask(K=64, N=N, D=D, L=L, B=2, p_B=0.8, p_C=0.1, eps=0.1, alpha=0.5)
     s = data_stream(task, 0)
     model = ModelConfig(n_ctx=s.n_ctx, d_vocab=s.d_vocab, d_vocab_out=s.d_vocab_out, d_model=32)
-    tcfg = TrainConfig(steps=32, eval_every=8, dense_factor=2, eval_size=32, batch_size=8, sampler="device")
+    tcfg = TrainConfig(steps=16, eval_every=4, dense_factor=2, eval_size=16, batch_size=8, sampler="device")
     run = RunConfig(
         task=task, model=model, train=tcfg, seeds=(0, 1), tasks=(task, dataclasses.replace(task, K=32, B=4))
     )
     whole = train(run, progress=False)
     assert np.all(np.isfinite(whole.train_loss)) and not whole.diverged.any()
-    train(run, tmp_path, progress=False, stop_after=16)
+    train(run, tmp_path, progress=False, stop_after=8)
     resumed = train(run, tmp_path, progress=False)  # a new process would rebuild the same keys from the seeds
     np.testing.assert_array_equal(resumed.train_loss, whole.train_loss)
     for k, v in whole.curves.items():
@@ -304,9 +304,9 @@ def test_a_token_run_draws_each_step_from_its_seed_and_step():
     from toy_models.tasks import derive_seed
     from toy_models.train import RunConfig, TrainConfig, _device_batch_fn, device_sampler_consts
 
-    task = TokenStreamTask(V=12, T=T_TOKENS, alpha=1.5, n_triggers=1)
+    task = TokenStreamTask(V=16, T=T_TOKENS, alpha=1.5, n_triggers=1)
     tasks = (task, dataclasses.replace(task, n_triggers=N_SLOTS))
-    model = ModelConfig(n_ctx=T_TOKENS - 1, d_vocab=12, d_vocab_out=12, d_model=16)
+    model = ModelConfig(n_ctx=T_TOKENS - 1, d_vocab=16, d_vocab_out=16, d_model=16)
     run = RunConfig(
         task=task, model=model, train=TrainConfig(batch_size=BATCH, sampler="device"), seeds=(7,), tasks=tasks
     )

@@ -286,7 +286,8 @@ class _Kill(BaseException):
 
 def _final_files(out: Path) -> dict[str, bytes]:
     """The sweep's results, byte for byte, and the names of every file in the directory (a leftover would show
-    here). Wall times are left out: each group's result.json and the report's table of training times hold them."""
+    here). Wall times are left out: each group's result.json and the report's table of training times hold them
+    (profile.json, all wall times, is compared by name only)."""
     files = {name: (out / name).read_bytes() for name in ("arrays.npz", "summary.csv", "theory.json")}
     report = (out / "report.html").read_text()
     files["report.html"] = re.sub(r"<h3>Training time per group.*?</table>", "", report, flags=re.S).encode()
@@ -294,7 +295,7 @@ def _final_files(out: Path) -> dict[str, bytes]:
     for info in sorted(out.glob("groups/*/result.json")):
         kept = json.loads(info.read_text())
         for timed in (kept, kept["summary"]):
-            for key in ("seconds", "data_seconds"):
+            for key in ("seconds", "data_seconds", "timings"):
                 timed.pop(key, None)
         files[str(info.relative_to(out))] = json.dumps(kept).encode()
     files["listing"] = "\n".join(sorted(str(p.relative_to(out)) for p in out.rglob("*"))).encode()
