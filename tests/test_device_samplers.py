@@ -9,8 +9,8 @@ has no closed form:
 * laws: chi-square goodness of fit of i.i.d. classes, iwl contexts and token backgrounds; the bursty and novel
   fractions; the item noise variance; and two-sample chi-square tests against the Numba samplers for the laws of
   successive sampling (a bursty context's classes, a stream's triggers) and of the induction positions;
-* in training: a resumed run with ``sampler="device"`` equals an uninterrupted one, and the engine's batch of a
-  step is the sampler's draw from that step's key.
+* in training: a resumed run with ``sampler="device"`` equals an uninterrupted one, also split over two devices
+  (to float tolerance), and the engine's batch of a step is the sampler's draw from that step's key.
 
 Thresholds: statistical tests use fixed keys and seeds, so they are deterministic; each is set so that a correct
 sampler would fail for a random key with probability below about 1e-6 (chi-square, as in test_samplers) or 6e-7
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 
 import jax
@@ -274,20 +275,44 @@ def test_token_triggers_outputs_and_induction_match_the_numba_sampler():
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_device_sampled_training_resumes_exactly(tmp_path):
-    """sampler = "device": a run stopped after 8 of 16 steps and resumed gives exactly the uninterrupted run's losses
-    and curves (each step's batch is a function of (seed, step)), with cells that differ in K and B in one
-    compiled chunk (the class tables padded to the larger K)."""
+def device_run():
+    """Two cells that differ in K and B (one compiled chunk, class tables padded to the larger K) x 2 seeds, 16
+    steps, batches drawn on the device."""
     from toy_models.model import ModelConfig
-    from toy_models.train import RunConfig, TrainConfig, data_stream, train
+    from toy_models.train import RunConfig, TrainConfig, data_stream
 
     task = ClassificationTask(K=64, N=N, D=D, L=L, B=2, p_B=0.8, p_C=0.1, eps=0.1, alpha=0.5)
     s = data_stream(task, 0)
     model = ModelConfig(n_ctx=s.n_ctx, d_vocab=s.d_vocab, d_vocab_out=s.d_vocab_out, d_model=32)
     tcfg = TrainConfig(steps=16, eval_every=4, dense_factor=2, eval_size=16, batch_size=8, sampler="device")
-    run = RunConfig(
+    return RunConfig(
         task=task, model=model, train=tcfg, seeds=(0, 1), tasks=(task, dataclasses.replace(task, K=32, B=4))
     )
+
+
+TWO_DEVICE_SCRIPT = """
+import json
+from tests.test_device_samplers import device_run
+from toy_models.train import train
+res = train(device_run(), progress=False)
+n_shards = len(res.state["params"]["embed"]["W_E"].sharding.device_set)
+print(json.dumps({"train_loss": res.train_loss.tolist(), "n_shards": n_shards}))
+"""
+
+
+def test_device_sampled_training_resumes_exactly_and_shards(tmp_path):
+    """sampler = "device": a run stopped after 8 of 16 steps and resumed gives exactly the uninterrupted run's losses
+    and curves (each step's batch is a function of (seed, step)). Split over two host devices (shard_map, as
+    ``zipfhead`` runs on a 2-core CPU or several GPUs) it gives the same losses to float tolerance: 1e-4, as for
+    the engine's other executions (tests/test_train.py: different batched kernels, grown over the Adam steps)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from toy_models.train import train
+
+    run = device_run()
     whole = train(run, progress=False)
     assert np.all(np.isfinite(whole.train_loss)) and not whole.diverged.any()
     train(run, tmp_path, progress=False, stop_after=8)
@@ -295,6 +320,20 @@ def test_device_sampled_training_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(resumed.train_loss, whole.train_loss)
     for k, v in whole.curves.items():
         np.testing.assert_array_equal(resumed.curves[k], v, err_msg=k)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sharded["n_shards"] == 2
+    np.testing.assert_allclose(sharded["train_loss"], whole.train_loss, atol=1e-4)
 
 
 def test_a_token_run_draws_each_step_from_its_seed_and_step():

@@ -82,6 +82,13 @@ def _alias(u: jax.Array, accept: jax.Array, alias: jax.Array, K: jax.Array) -> j
     return jnp.where(u[..., 1] < accept[k], k, alias[k])
 
 
+def _zero(key: jax.Array) -> jax.Array:
+    """An int32 0 computed from ``key``. Loop carries start from it, so that under ``shard_map`` they vary over
+    the model axis as the values the loops produce do (a constant start would not, and JAX refuses the loop)."""
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return (data.ravel()[0] * 0).astype(jnp.int32)
+
+
 def _draw_until(key: jax.Array, draw, bad, slot: jax.Array | int = 0, n_slots: int = 1) -> jax.Array:
     """``draw(u)`` on fresh uniform pairs u = uniform(fold_in(key, slot + n_slots i), (2,)), i = 0, 1, ..., until
     not ``bad(value)``: a rejection loop (the Numba kernels' law). Loops for different slots (0 <= slot < n_slots)
@@ -92,7 +99,8 @@ def _draw_until(key: jax.Array, draw, bad, slot: jax.Array | int = 0, n_slots: i
         i, _ = carry
         return i + 1, draw(jax.random.uniform(jax.random.fold_in(key, slot + n_slots * i), (2,)))
 
-    return jax.lax.while_loop(lambda c: (c[0] == 0) | bad(c[1]), body, (jnp.int32(0), jnp.int32(-1)))[1]
+    zero = _zero(key)
+    return jax.lax.while_loop(lambda c: (c[0] == 0) | bad(c[1]), body, (zero, zero - 1))[1]
 
 
 def _distinct(key: jax.Array, n: int, count: jax.Array, draw, also_bad=None) -> jax.Array:
@@ -107,7 +115,7 @@ def _distinct(key: jax.Array, n: int, count: jax.Array, draw, also_bad=None) -> 
 
         return row.at[j].set(_draw_until(key, draw, bad, j, n))
 
-    return jax.lax.fori_loop(0, n, slot, jnp.full((n,), -1, jnp.int32))
+    return jax.lax.fori_loop(0, n, slot, jnp.full((n,), -1, jnp.int32) + _zero(key))
 
 
 # --- in-context classification ---------------------------------------------------------------------------------
@@ -268,7 +276,8 @@ def _token_one(key: jax.Array, prm: dict[str, jax.Array], T: int, n_max: int) ->
         first_seen = jnp.where(hit & (first_seen < 0), t, first_seen)
         return (new_prev, first_seen), (tok, induction)
 
-    init = (jnp.int32(-1), jnp.full((n_max,), -1, jnp.int32))
+    zero = _zero(key)
+    init = (zero - 1, jnp.full((n_max,), -1, jnp.int32) + zero)
     _, (tokens, induction) = jax.lax.scan(position, init, jnp.arange(T, dtype=jnp.int32))
     return {"tokens": tokens, "triggers": triggers, "outputs": outputs, "induction": induction}
 
