@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 
 import jax
@@ -31,7 +30,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from tests.test_samplers import CHI2_P, N_SE, assert_chi2_fits, check_sequences
+from tests._devices import run_on_two_host_devices
+from tests.test_samplers import CHI2_P, N_SE, assert_chi2_fits, check_sequences, classification_tasks
 from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 from theory.samplers import EVAL_KINDS, ClassificationBatch, class_means, sample_classes, sample_token_streams
 from toy_models import device_samplers as ds
@@ -97,7 +97,8 @@ def two_sample_chi2_p(a: np.ndarray, b: np.ndarray) -> float:
 def test_alias_table_implies_its_distribution(K, alpha, q, pad):
     """P(k) = (accept[k] + sum_{alias[j] = k} (1 - accept[j])) / K equals the Zipf probabilities. Tolerance: each
     float32 accept value is rounded by at most 2^-24 (values in [0, 1]), and class k's probability sums 1 + (the
-    number of entries aliased to it) of them, each divided by K."""
+    number of entries aliased to it) of them, each divided by K; 1e-15 covers the float64 construction (K <= 400
+    subtractions of values <= K, each rounded by 2^-53 relative)."""
     p = Zipf(K, alpha, q).probs()
     accept, alias = ds.alias_table(p, K + pad)
     a = accept[:K].astype(np.float64)
@@ -121,23 +122,8 @@ def test_alias_table_refuses_bad_input():
 # --------------------------------------------------------------------------------------------------------------
 
 
-@st.composite
-def device_tasks(draw) -> ClassificationTask:
-    """Valid tasks with the module's fixed N, L, D (so one compilation per kind serves every example)."""
-    B = draw(st.sampled_from([1, 2, 4, 8]))
-    return ClassificationTask(
-        K=draw(st.integers(max(2, N // B), K_PAD)),
-        N=N,
-        D=D,
-        L=L,
-        B=B,
-        p_B=draw(st.floats(0.0, 1.0)),
-        p_C=draw(st.floats(0.0, 1.0)),
-        eps=draw(st.floats(0.0, 2.0)),
-        alpha=draw(st.floats(0.0, 2.0)),
-        q=draw(st.floats(0.0, 3.0)),
-        label_map=draw(st.sampled_from(["fixed", "per_sequence"])),
-    )
+#: valid tasks with the module's fixed N, L, D (so one compilation per kind serves every example)
+device_tasks = functools.partial(classification_tasks, max_K=K_PAD, N=N, D=D, L=L)
 
 
 @settings(max_examples=12)  # each example checks 100 sequences of every rule; the compilation per kind dominates
@@ -305,11 +291,6 @@ def test_device_sampled_training_resumes_exactly_and_shards(tmp_path):
     and curves (each step's batch is a function of (seed, step)). Split over two host devices (shard_map, as
     ``zipfhead`` runs on a 2-core CPU or several GPUs) it gives the same losses to float tolerance: 1e-4, as for
     the engine's other executions (tests/test_train.py: different batched kernels, grown over the Adam steps)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from toy_models.train import train
 
     run = device_run()
@@ -320,18 +301,7 @@ def test_device_sampled_training_resumes_exactly_and_shards(tmp_path):
     np.testing.assert_array_equal(resumed.train_loss, whole.train_loss)
     for k, v in whole.curves.items():
         np.testing.assert_array_equal(resumed.curves[k], v, err_msg=k)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    out = subprocess.run(
-        [sys.executable, "-c", TWO_DEVICE_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    sharded = run_on_two_host_devices(TWO_DEVICE_SCRIPT)
     assert sharded["n_shards"] == 2
     np.testing.assert_allclose(sharded["train_loss"], whole.train_loss, atol=1e-4)
 

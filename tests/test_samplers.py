@@ -60,16 +60,19 @@ N_SE = 5.0  # mean/variance/fraction tests: |error| < 5 standard errors (two-sid
 
 
 @st.composite
-def classification_tasks(draw, max_K: int = 50) -> ClassificationTask:
-    """Small valid tasks: B | N, N/B <= K, L >= N/B (L == N/B is allowed: swap then needs to be skipped)."""
-    N = draw(st.sampled_from([1, 2, 3, 4, 6, 8, 12]))
+def classification_tasks(
+    draw, max_K: int = 50, N: int | None = None, D: int | None = None, L: int | None = None
+) -> ClassificationTask:
+    """Small valid tasks: B | N, N/B <= K, L >= N/B (L == N/B is allowed: swap then needs to be skipped). N, D and L
+    are drawn unless given (a given L must be at least N)."""
+    N = draw(st.sampled_from([1, 2, 3, 4, 6, 8, 12])) if N is None else N
     B = draw(st.sampled_from([b for b in range(1, N + 1) if N % b == 0]))
     m = N // B
     return ClassificationTask(
         K=draw(st.integers(max(2, m), max_K)),
         N=N,
-        D=draw(st.integers(1, 7)),
-        L=draw(st.integers(max(2, m), 40)),
+        D=draw(st.integers(1, 7)) if D is None else D,
+        L=draw(st.integers(max(2, m), 40)) if L is None else L,
         B=B,
         p_B=draw(st.floats(0.0, 1.0)),
         p_C=draw(st.floats(0.0, 1.0)),

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests._devices import run_on_two_host_devices
 from theory.distributions import ClassificationTask, TokenStreamTask
 from toy_models.cli import main
 from toy_models.model import ModelConfig
@@ -207,21 +208,7 @@ print(json.dumps({"icl_acc": res.curves["icl_acc"].tolist(), "steps": res.steps.
 def test_sharded_over_two_devices_equals_one_device():
     """With two host devices the model axis is split across them (each core trains half the models) and the
     numbers match the single-device run to float tolerance (VMAP_ATOL: different batched kernel shapes)."""
-    import os
-    from pathlib import Path
-
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    out = subprocess.run(
-        [sys.executable, "-c", SHARDED_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    sharded = run_on_two_host_devices(SHARDED_SCRIPT)
     assert sharded["n_shards"] == 2
     single = train(run_of([0, 1]), progress=False)
     common, i_s, i_1 = np.intersect1d(sharded["steps"], single.steps, return_indices=True)
