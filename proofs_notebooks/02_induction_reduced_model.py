@@ -665,8 +665,11 @@ passed("9 transience", 4)
 from theory.predict import load_calibration
 from theory.reduced import CASE_LOSS as V1_LOSS
 from theory.reduced_v2 import CASE_LOSS as V2_LOSS
+from theory.reduced_v2 import CASE_LOSS_DX, COLUMNS, ParamsV2, cases_v2, integrate_v2
 from theory.reduced_v2 import CASE_SYMBOLS as V2_SYMBOLS
-from theory.reduced_v2 import COLUMNS, ParamsV2, cases_v2, integrate_v2
+from theory.reduced_v2 import drift as v2_drift
+from theory.reduced_v2 import gradient as v2_gradient
+from theory.reduced_v2 import pack as v2_pack
 
 a2, b2, c2, e2, w2, q2, s2, m2, j2, n2, r2, no2, M2 = V2_SYMBOLS
 to_v1 = {a2: a, b2: b, c2: c, w2: w, s2: s, m2: m, n2: n, r2: r, no2: n_o, M2: M}
@@ -711,7 +714,13 @@ passed("10 v2", 1)
 packaged = load_calibration()  # fitted to the repetition toys
 tau = packaged.time_scale
 fit = ParamsV2(
-    D=16, kappa=packaged.kappa, iw_speed=packaged.iw_speed, leak=packaged.leak, init=packaged.init, optimizer="adam"
+    D=16,
+    kappa=packaged.kappa,
+    iw_speed=packaged.iw_speed,
+    leak=packaged.leak,
+    spread=packaged.spread,
+    init=packaged.init,
+    optimizer="adam",
 )
 t_v2 = np.concatenate([[0.0], np.geomspace(1e-3, 3e-3 * 3000 * tau, 120)])
 window = [ClassificationTask(K=k, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0) for k in (1024, 4096, 16384)]
@@ -728,6 +737,77 @@ for tr in trs[:3]:
     at = np.searchsorted(tr.t, tr.transition)
     assert tr.state[:at, 3].min() < 1.0 < tr.state[at, 3]
 passed("10 v2", 3)
+
+# %% [markdown]
+# ## 11. The circuit's Adam noise comes from the data
+#
+# Adam moves a weight by its minibatch mean gradient over the root mean square of its minibatch gradients. For the
+# expected loss's gradient $G$ on a strength, and a per-sample gradient of second moment $V$ over a batch of $n$,
+# the normalised flow is $v = G / \sqrt{G^2 + V / n}$. v1 and the first v2 took $V = 1$: a floor independent of the
+# data, so the in-context drive (the bursty fraction, $B(N-B)/N^2$) set the circuit's clock, and the toys showed
+# no such dependence (notebook 04, sections 6-7). v2 now takes the circuit's noise from the data: one sample's
+# gradient on $a$ is its case's sensitivity to the match, $\partial l / \partial x$, times the item activations of
+# that sample, random and of order one over the many coordinates of the circuit's weights. So
+# $V_a = V_b = \sigma\, E_{case}[(\partial l/\partial x)^2]$ and $V_c = \sigma\, E_{case}[(\partial l/\partial c)^2]$
+# (the spread $\sigma$ is one constant of the calibration), while the mean keeps the gains of the learned
+# directions: $G_a = E_{case}[\partial l/\partial x]\, s\, b\, e^2$. Three consequences, asserted:
+#
+# 1. the generated kernel's $\partial l/\partial x$ is the match's sensitivity: $\partial l/\partial a =
+#    (\partial l/\partial x)\, s b e^2$ and $\partial l/\partial b = (\partial l/\partial x)\, s a e^2$;
+# 2. the speed is scale-free in the sensitivities: multiplying every case's sensitivity by $\lambda > 0$ leaves $v$
+#    unchanged, so the drive's size (B) drops out, and a bursty-only table moves $a$ at the same speed for every $B$;
+# 3. when a fraction $\varphi$ of the cases carries the signal (the bursty, unmemorised ones), the noise-limited
+#    speed is $k\sqrt{n \varphi / \sigma}$ ($k = s b e^2$): p_B enters as its square root, and the item gain $e^2$
+#    still multiplies it (the K clock).
+
+# %%
+G_, V_, lam, n_b, sig, phi, g_, k_ = sp.symbols("G V lambda n sigma varphi g k", positive=True)
+speed = G_ / sp.sqrt(G_**2 + V_ / n_b)
+# 1. the kernel's dl/dx against the chain rule on the derivation itself
+a_s, b_s, e_s = V2_SYMBOLS[0], V2_SYMBOLS[1], V2_SYMBOLS[3]
+s_s = V2_SYMBOLS[6]
+probe_point = dict(zip(V2_SYMBOLS, [0.4, 0.7, 1.3, 1.1, 0.2, 0.05, 0.95, 2, 0.3, 8, 2, 3, 12], strict=True))
+for var, other in ((a_s, b_s), (b_s, a_s)):
+    lhs = sp.diff(V2_LOSS, var).subs(probe_point)
+    rhs = (CASE_LOSS_DX * s_s * other * e_s**2).subs(probe_point)
+    assert abs(float(lhs - rhs)) < 1e-12, (var, lhs, rhs)
+passed("11 data noise", 2)
+# 2. scale-free: G -> lambda G and V -> lambda^2 V leave the speed unchanged
+assert is_zero(sp.simplify(speed.subs({G_: lam * G_, V_: lam**2 * V_}, simultaneous=True) - speed))
+passed("11 data noise")
+# 3. a fraction phi of cases with sensitivity g: G = phi g k, V = sigma phi g^2; noise-limited (sigma -> oo)
+v_phi = speed.subs({G_: phi * g_ * k_, V_: sig * phi * g_**2}, simultaneous=True)
+assert sp.limit(v_phi / (k_ * sp.sqrt(n_b * phi / sig)), sig, sp.oo) == 1
+passed("11 data noise")
+# ... and on v2's own case tables, at a state with the copy on (c = 1): B leaves the speed of a unchanged exactly
+# (every bursty case has the same sensitivity), while the gradient follows the drive; p_B = 0.75 moves it by
+# sqrt(0.75) in the noise-limited limit (the i.i.d. cases at K = 4096 almost never repeat the query's class, m > 0
+# with probability 8 / 4096, so they carry no sensitivity: 1e-3 covers that)
+
+
+def a_speed_and_gradient(task: ClassificationTask, spread: float) -> tuple[float, float]:
+    """(drift of a, dL/da) of v2 at a = b = 0.1, c = 1, e = 1, read-outs 0."""
+    prm_v2 = ParamsV2(D=16, kappa=8.0, iw_speed=1.0, leak=0.2, init=0.1, optimizer="adam", batch=64, spread=spread)
+    y0, data_v2, prm_arr, _, _ = v2_pack([(cases_v2(task), prm_v2, np.array([0.0, 1.0]))])
+    y = y0[0].copy()
+    y[2] = 1.0
+    d, g = np.zeros(y.size + 2), np.zeros(y.size + 2)
+    v2_drift(y, data_v2[0], prm_arr[0], d)
+    v2_gradient(y, data_v2[0], prm_arr[0], g)
+    return float(d[0]), float(g[0])
+
+
+base_task = dict(K=4096, N=8, D=16, L=16, eps=0.1, alpha=0.0)
+ref_v, ref_g = a_speed_and_gradient(ClassificationTask(B=2, p_B=1.0, **base_task), 30.0)
+for B in (1, 4):
+    v, g = a_speed_and_gradient(ClassificationTask(B=B, p_B=1.0, **base_task), 30.0)
+    print(f"B = {B} against B = 2: speed of a x{v / ref_v:.6f}, gradient x{g / ref_g:.3f}")
+    assert abs(v / ref_v - 1) < 1e-9 and abs(g / ref_g - 1) > 0.3
+ref_v, _ = a_speed_and_gradient(ClassificationTask(B=2, p_B=1.0, **base_task), 1e6)
+v, _ = a_speed_and_gradient(ClassificationTask(B=2, p_B=0.75, **base_task), 1e6)
+print(f"p_B = 0.75 against 1, noise-limited: speed of a x{v / ref_v:.4f} (sqrt(0.75) = {math.sqrt(0.75):.4f})")
+assert abs(v / ref_v - math.sqrt(0.75)) < 1e-3
+passed("11 data noise", 3)
 
 # %% [markdown]
 # ## Summary

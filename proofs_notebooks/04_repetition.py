@@ -48,9 +48,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from theory.closed_form import phase_from
 from theory.distributions import ClassificationTask, Zipf
-from theory.predict import Calibration, load_calibration, predict_many
+from theory.predict import IWL_THRESHOLD, Calibration, icl_threshold, load_calibration, predict_many
 from theory.statistics import rank_sum
+from theory.transition import curve_phase_flags
+from toy_models.scores import score_predictions
 
 START = time.perf_counter()
 CHECKS: dict[str, int] = {}
@@ -197,8 +200,9 @@ for k in feat:
 # it does; with nothing to memorise e goes to 0 and the escape stalls. (The toys' item rows grow from the start
 # instead of dipping first: v2 reproduces the order and timing of the head, not the early feature trajectory.)
 # Its constants, fitted to these toys (time scale, in-weights clock, capacity and leak, by
-# `theory.predict.calibrate_rows` on the K, relabel and novel sweeps' 42 models), reproduce the window within the
-# seeds' spread, and the two controls.
+# `theory.predict.calibrate_rows` on the K, relabel and novel sweeps' 42 models, with the circuit's noise spread held
+# at 100: these toys share one burstiness and do not pin it, section 9), reproduce the window within the seeds'
+# spread, and the two controls.
 
 # %%
 FIT = load_calibration()  # the packaged calibration is this fit
@@ -237,15 +241,16 @@ check("v2", all(p["transition_step"] is None for p in pred[len(above) :]), "a co
 # * The Zipf exponent opens the same window as K: at K = 8192 the head forms sooner as alpha rises to 0.75
 #   (727 -> 303 steps at p_B = 1), later again at alpha = 1, and memorisation wins from alpha = 1.25.
 #
-# v2 sets the clock of the escape by the drive of the in-context signal, which is proportional to the bursty
-# fraction and to B (N - B) / N^2, so it predicts B = 1 2-3x slower than B = 2 and p_B = 0.75 1.3-1.7x slower
-# than p_B = 1: the main source of its misses on these presets. Nor does any setting of its Adam noise floor
-# mend it. With the floor of batch 64 the circuit is noise-limited and both the K and the p_B dependence come
-# from the drive; with the floor removed (a batch of 64000: every strength moves at Adam's unit speed) the p_B
-# dependence and most of the B dependence go, and so does the K dependence (it even reverses). The toys behave
-# as if the circuit moved at Adam's speed while its *threshold* depended on item features that memorisation
-# grows, more for smaller K: the next model needs features that memorisation can grow (x3.9 by step 400 at
-# K = 512 in section 3) without v2's interference cost e^2 sum w^2 penalising them.
+# Until this stop v2's circuit moved against a constant Adam noise floor (1 / batch), so the drive of the in-context
+# signal, proportional to the bursty fraction and to B (N - B) / N^2, set its clock: it predicted B = 1 2-3x slower
+# than B = 2 and p_B = 0.75 1.3-1.7x slower than p_B = 1, the main source of its misses on these presets. v2 now
+# takes the circuit's noise from the data (section 9): the variance of one sample's gradient on a circuit strength
+# scales with the cases' sensitivity to the match, E[(dl/dx)^2], which B and p_B move as they move the signal, so
+# they largely cancel, while the item gain e^2 (the K clock) multiplies the signal only. With the demo's fitted
+# constants (`demo_calibration` below, fitted by the demo's sweep rule on its 4 calibration cells) v2 now puts
+# p_B = 0.75 and B = 1 within the toys' band of p_B = 1 and B = 2, and keeps the K clock. With the noise removed (a
+# batch of 64000: every strength moves at Adam's unit speed) the K clock goes too: the noise is what lets the item
+# gain set the speed.
 
 # %%
 P = json.loads((HERE / "data" / "presets.json").read_text())
@@ -315,17 +320,17 @@ for batch, label in ((64, "batch 64 (the toys')"), (64000, "batch 64000 (no nois
     t = [p["transition_step"] for p in pr]
     r_pb, r_b, r_k = t[1] / t[0], t[2] / t[0], t[4] / t[3]
     print(f"v2, {label}: p_B 0.75 / 1 = {r_pb:.2f}, B 1 / 2 = {r_b:.2f}, K 16384 / 512 = {r_k:.2f}")
-    # noise-limited: each ratio outside the toys' band (1.2), the K ratio near the toys' own 945 / 280 = 3.4;
-    # without the floor: p_B and B inside the band, and the K ratio far below the toys'
+    # the toys' batch: p_B and B inside the toys' band (1.2), the K ratio near the toys' own 945 / 280 = 3.4;
+    # without the noise: p_B and B inside the band, and the K ratio far below the toys'
     if batch == 64:
-        check("presets", r_pb >= 1.25 and r_b >= 1.8 and r_k >= 2.5, "v2 noise-limited: the drive sets the clock")
+        check("presets", r_pb <= 1.2 and r_b <= 1.2 and r_k >= 2.5, "v2 with the data's noise: K sets the clock")
     else:
         check("presets", abs(r_pb - 1) < 0.1 and r_b < 1.25 and r_k < 1.3, "v2 at unit speed: no K clock")
 
 # %% [markdown]
-# ## 7. Where v2's clock goes wrong: the in-context drive, not the class statistics
+# ## 7. What set v2's clock wrong: the in-context drive, not the class statistics
 #
-# Two measurements narrow down what the next model must change.
+# Two measurements narrowed down what the model had to change.
 #
 # *The item features grow at a rate set by K alone.* In the `features` sweep (section 3) the RMS norm of the
 # embedding's item rows grows by step 400 about 3x less for each 4x more classes from K = 2048 on: a power of
@@ -334,16 +339,15 @@ for batch, label in ((64, "batch 64 (the toys')"), (64000, "batch 64000 (no nois
 # (4.5 times its initial 0.27). Every sequence trains the query's class -> label map once, whatever B and p_B,
 # which is why this clock can ignore the burstiness.
 #
-# *v2 predicts the toys' order when its drive is held fixed.* Evaluated on every preset cell with the burstiness
-# set to the demo's reference (B = 2, p_B = 1) but K and alpha as they are, v2 with the demo's fitted constants
-# ranks the toys' transitions far better than with the real B and p_B (Spearman on seed means below). So v2's
-# dependence on K and alpha is the toys' clock, and its dependence on B and p_B (through the drive of the
-# in-context gradient against a fixed Adam noise floor) is its error. Three changes tried this session did not
-# mend it with one set of constants fitted on the demo (branch `experiments/v3-noise-floors`): a noise floor
-# for the circuit that scales with the in-context data factor (reddy2024 0.72, but chan2022 0.2-0.55 and the
-# demo 0.76-0.85); the exact Gaussian expectation of the interference in place of its Jensen bound (the item
-# features still shrink where the toys' grow); a coherence-limited speed for the features (the head then forms
-# before the features move, and the order reverses).
+# *v2 predicted the toys' order when its drive was held fixed.* With the constant noise floor, v2 evaluated on every
+# preset cell with the burstiness set to the demo's reference (B = 2, p_B = 1) but K and alpha as they are ranked
+# the toys' transitions far better than with the real B and p_B (reddy2024 0.81 against 0.58, chan2022 0.78 against
+# 0.42, Spearman on seed means): its dependence on K and alpha was the toys' clock, and its dependence on B and p_B
+# (the drive of the in-context gradient against a fixed Adam noise floor) its error. Earlier tries that did not
+# mend it with one set of constants fitted on the demo: a floor scaled by the in-context data factor alone
+# (reddy2024 0.72, chan2022 0.2-0.55, demo 0.76-0.85), the exact Gaussian expectation of the interference, and a
+# coherence-limited speed for the features. With the noise taken from the data's sensitivity (section 9) the real
+# burstiness now ranks as well as the reference one: the check below asserts it.
 
 # %%
 feat = {c["cell"]["K"]: c["seeds"] for c in F["features"]["cells"]}
@@ -390,7 +394,9 @@ for name, reference, tasks, means in blocks:
     order[(name, reference)] = float(stats.spearmanr(pred[ok], means[ok]).statistic)
 print({f"{n} {'reference drive' if r else 'real drive'}": round(v, 2) for (n, r), v in order.items()})
 for name in ("reddy2024", "chan2022"):
-    check("drive", order[(name, False)] < 0.7 <= order[(name, True)], f"{name}: the drive is v2's error")
+    # 0.7: the issue's target for these presets; 0.05: about five adjacent rank swaps among ~11 cells
+    check("drive", order[(name, False)] >= 0.7, f"{name}: v2 with the real burstiness ranks below 0.7")
+    check("drive", order[(name, False)] >= order[(name, True)] - 0.05, f"{name}: the real drive still costs v2")
 
 # %% [markdown]
 # ## 8. One statistic of the class distribution sets the clock: the participation number 1 / sum_k p_k^2
@@ -425,6 +431,91 @@ check("participation", rho_eff >= 0.9 and rho_eff - rho_raw >= 0.05, f"{rho_eff:
 k_half = participation(8192, 0.5)
 check("participation", 2048 < k_half < 4096, f"K_eff = {k_half:.0f}")
 check("participation", demo[(2048, 1.0)] < chan[(0.5, 1.0)] < demo[(4096, 1.0)], "alpha 0.5 off the uniform curve")
+
+# %% [markdown]
+# ## 9. The circuit's noise comes from the data: the three presets with the demo's constants
+#
+# Adam divides each coordinate's mean gradient by the root mean square of its minibatch gradients. In v2 the
+# circuit strengths (a, b, c) now take that noise from the data: one sample's gradient on a or b varies as the
+# cases' sensitivity to the match, so the floor is spread x E_case[(dl/dx)^2] / batch (E_case[(dl/dc)^2] for c;
+# `theory.reduced_v2.drift`, derived in notebook 02, section 11). The burstiness moves that floor as it moves the
+# signal (the i.i.d. and memorised cases carry neither), so B and p_B enter the speed only as the square root of
+# the fraction of sequences that teach the circuit; the item gain e^2 multiplies the signal only, so the K clock
+# stays. The spread is fitted by the demo's own rule (`calibrate_rows` on its 4 calibration cells, with the time
+# scale and the in-weights clock): the repetition toys, which all share p_B = 1 and B = 2, do not pin it (their
+# best fits at spread 10, 30, 100 and 300 differ by 0.017 in rms log residual).
+#
+# Scored as a sweep scores (`toy_models.scores.score_predictions`, the one transition rule, the same phase rule),
+# every cell of `reddy2024` and `chan2022` and the demo's held-out cells, with the demo's constants unchanged:
+
+# %%
+DEMO_CAL_CELLS = [int(c) for c in P["demo_calibration"]["source"].split("[")[1].rstrip("]").split(",")]
+
+
+def preset_measured(name: str) -> tuple[list[ClassificationTask], np.ndarray, list[list[str]]]:
+    """A preset's tasks, its (C, S) measured transition steps (NaN where no head formed) and (C, S) phases, by the
+    sweep's rules."""
+    fields = {k: v for k, v in P[name]["config"]["task"].items() if k != "kind"}
+    tasks, steps, phases = [], [], []
+    for cell in P[name]["cells"]:
+        task = ClassificationTask(
+            **(fields | {k: (int(v) if k in ("K", "B") else float(v)) for k, v in cell["cell"].items()})
+        )
+        row_s, row_p = [], []
+        for r in cell["seeds"]:
+            formed, faded = curve_phase_flags(np.asarray(r["curves"]["icl_acc"]), icl_threshold(task))
+            phase = phase_from(formed, r["iwl_final"] >= IWL_THRESHOLD, faded)
+            row_p.append(phase)
+            ok = r["transition_step"] is not None and phase in ("icl", "both", "transient")
+            row_s.append(float(r["transition_step"]) if ok else float("nan"))
+        tasks.append(task)
+        steps.append(row_s)
+        phases.append(row_p)
+    return tasks, np.asarray(steps), phases
+
+
+names = ("demo", "reddy2024", "chan2022")
+measured = {n: preset_measured(n) for n in names}
+every = [t for n in names for t in measured[n][0]]
+pr = predict_many(every, lr=6e-3, steps=1500, calibration=FIT_DEMO, closed_form=False)
+SCORES, start = {}, 0
+for n in names:
+    tasks, steps, phases = measured[n]
+    part = pr[start : start + len(tasks)]
+    start += len(tasks)
+    held = [c for c in range(len(tasks)) if n != "demo" or c not in DEMO_CAL_CELLS]
+    sc = score_predictions(held, steps, phases, [p["transition_step"] for p in part], [p["phase"] for p in part])
+    SCORES[n] = sc
+    print(
+        f"{n:10s} Spearman on seed means {sc['spearman_seed_means']['value']:+.2f} "
+        f"(ceiling {sc['noise_ceiling']['spearman']['median']:+.2f}), median relative error "
+        f"{sc['median_relative_error_seed_means']['value']:.2f} (ceiling "
+        f"{sc['noise_ceiling']['median_relative_difference']['median']:.2f}), phases "
+        f"{sc['phase_agreement_percent']['median']:.0f}%"
+    )
+    if n != "demo":
+        missed = [
+            (P[n]["cells"][c]["cell"], phases[c], part[c]["phase"]) for c in held if part[c]["phase"] not in phases[c]
+        ]
+        print("   phases missed (cell, toys, v2):", missed)
+# the issue's targets: demo Spearman >= 0.85 and within 0.05 of its ceiling, error <= 0.15, phases >= 90%;
+# reddy2024 and chan2022 Spearman >= 0.7 with the demo's constants
+d = SCORES["demo"]
+check("noise", d["spearman_seed_means"]["value"] >= max(0.85, d["noise_ceiling"]["spearman"]["median"] - 0.05), "demo")
+check("noise", d["median_relative_error_seed_means"]["value"] <= 0.15, "demo error")
+check("noise", d["phase_agreement_percent"]["median"] >= 90, "demo phases")
+for n in ("reddy2024", "chan2022"):
+    check("noise", SCORES[n]["spearman_seed_means"]["value"] >= 0.7, f"{n} Spearman")
+# What v2 still misses: where memorisation wins in the toys (K = 64; alpha >= 1.25 at K = 8192) it forms the head
+# as well. Its circuit's noise falls with the loss memorisation takes, as its signal does, so memorisation slows
+# the escape only by the square root of the fraction of sequences it leaves; the toys stop. Asserted as measured:
+rd, ch = measured["reddy2024"], measured["chan2022"]
+lost = [c for c in range(len(ch[0])) if ch[0][c].alpha >= 1.25 and all(p == "iwl" for p in ch[2][c])]
+check(
+    "noise",
+    len(lost) >= 4 and all(pr[len(measured["demo"][0]) + len(rd[0]) + c]["phase"] in ("icl", "both") for c in lost),
+    "alpha",
+)
 
 # %% [markdown]
 # ## Summary

@@ -507,17 +507,21 @@ def naive_predictor_losses(tokens: np.ndarray, task: MarkovTask) -> np.ndarray:
 # The reduced models' integrator (theory.ode).
 
 
-def rk4(drift, y0: np.ndarray, data: np.ndarray, prm: np.ndarray, t_end: float, n_steps: int) -> np.ndarray:
+def rk4(
+    drift, y0: np.ndarray, data: np.ndarray, prm: np.ndarray, t_end: float, n_steps: int, scratch: int = 0
+) -> np.ndarray:
     """Twin of :func:`theory.ode.integrate_cells` at one time: ``n_steps`` classical fixed-step RK4 steps of
-    ``drift(y, data, prm, out)`` from y0 to t_end, in plain numpy."""
+    ``drift(y, data, prm, out)`` from y0 to t_end, in plain numpy (``out`` of max(scratch, P) entries)."""
     y = np.asarray(y0, dtype=np.float64).copy()
+    P = y.size
     h = t_end / n_steps
-    k = [np.zeros(y.size) for _ in range(4)]
+    buf = [np.zeros(max(scratch, P)) for _ in range(4)]
+    k = [b[:P] for b in buf]
     for _ in range(n_steps):
-        drift(y, data, prm, k[0])
-        drift(y + 0.5 * h * k[0], data, prm, k[1])
-        drift(y + 0.5 * h * k[1], data, prm, k[2])
-        drift(y + h * k[2], data, prm, k[3])
+        drift(y, data, prm, buf[0])
+        drift(y + 0.5 * h * k[0], data, prm, buf[1])
+        drift(y + 0.5 * h * k[1], data, prm, buf[2])
+        drift(y + h * k[2], data, prm, buf[3])
         y = y + h / 6 * (k[0] + 2 * k[1] + 2 * k[2] + k[3])
     return y
 

@@ -48,9 +48,10 @@ def test_predict_both_families():
 def test_weight_decay_is_lr_free_in_flow_time(decay_on):
     """AdamW shrinks weights by lr x wd per step and a step is lr x tau of flow time, so the flow's decay rate is
     wd / tau: at 3x the lr and 1/3 of the steps everything happens at 1/3 of the steps. Decay also changes the
-    prediction (it slows the circuit's escape), so the check is not vacuous."""
+    prediction (it slows the circuit's escape), so the check is not vacuous. wd = 0.01: at 0.1 the decay holds the
+    circuit at the saddle and no head forms at all (v2's noise scales with the data, so its escape is slow)."""
     cal = CAL
-    kw = {"weight_decay": 0.1, "decay_on": decay_on, "calibration": cal, "closed_form": False}
+    kw = {"weight_decay": 0.01, "decay_on": decay_on, "calibration": cal, "closed_form": False}
     task = TASK
     slow = predict(task, lr=1e-3, steps=9000, **kw)
     fast = predict(task, lr=3e-3, steps=3000, **kw)

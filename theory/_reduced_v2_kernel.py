@@ -40,4 +40,5 @@ def case_terms(a, b, c, e, w, q, s, m, j, n, r, n_o, M):  # noqa: PLR0913
         -x14*(x11*(r*x20 + x21) + x21*x9),
         -e*x22,
         x22,
+        x17,
     )

@@ -68,10 +68,15 @@ DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")
 #: the largest learning rate the theory predicts for (a flow-time horizon of tau x lr x steps: far past what the
 #: reduced model was fitted on; the toys diverge long before)
 LR_MAX = 10.0
-#: distinct distributions from which every constant is fitted; with 3 to 7, only time_scale and iw_speed are
-#: (kappa and leak keep the packaged values), with fewer only time_scale: a handful of cells cannot pin four
+#: distinct distributions from which every constant is fitted; with 3 to 7, time_scale, iw_speed and spread are
+#: (kappa and leak keep the packaged values), with fewer only time_scale: a handful of cells cannot pin five
 #: constants (the demo's 4 calibration cells alone picked iw_speed = 1, kappa = 16)
 FULL_FIT_DISTRIBUTIONS = 8
+#: the grid for v2's circuit noise spread (:class:`theory.reduced_v2.ParamsV2`), fitted from 3 distinct
+#: distributions on: it is what sets how much the burstiness (B, p_B) moves the transition, so cells that vary the
+#: burstiness pin it, and toys that all share one (the repetition sweeps, p_B = 1, B = 2) do not (their best fits at
+#: these four values differ by 0.017 in rms log residual, 0.216-0.233)
+SPREADS = (10.0, 30.0, 100.0, 300.0)
 
 
 #: bigram progress at which a Markov toy's statistical induction head counts as formed: a quarter of the way from
@@ -109,6 +114,8 @@ class Calibration:
         kappa: in-weights capacity in units of D L, > 0.
         leak: the untrained read-out's logit-noise variance per unit item-feature gain squared (reduced model v2,
             :class:`theory.reduced_v2.ParamsV2`), >= 0.
+        spread: the circuit's Adam noise per unit of the data's sensitivity to the match (reduced model v2,
+            :class:`theory.reduced_v2.ParamsV2`), > 0.
         init: theta0, initial previous-token and match strength, > 0 (documented, not fitted).
         residuals: log(measured / predicted transition step) of the runs the fit used.
         source: what the constants were fitted on (run directories, or a note).
@@ -119,6 +126,7 @@ class Calibration:
     kappa: float = 1.0
     init: float = 0.1
     leak: float = 0.2
+    spread: float = 30.0
     residuals: tuple[float, ...] = field(default_factory=tuple)
     source: str = "uncalibrated defaults"
 
@@ -128,6 +136,7 @@ class Calibration:
         check_real("iw_speed", self.iw_speed, 0.0, 1e6, low_open=True)
         check_real("kappa", self.kappa, 0.0, 1e6, low_open=True)
         check_real("leak", self.leak, 0.0, 1e3)
+        check_real("spread", self.spread, 0.0, 1e9, low_open=True)
         res = self.residuals
         if isinstance(res, str | bytes) or not isinstance(res, tuple | list):
             raise ValueError(f"residuals = {res!r} is not allowed: give a list of numbers")
@@ -190,7 +199,7 @@ def _params(
         "batch": batch,
     }
     if isinstance(task, ClassificationTask):
-        return ParamsV2(D=task.D, leak=cal.leak, **common)
+        return ParamsV2(D=task.D, leak=cal.leak, spread=cal.spread, **common)
     return ReducedParams(D=1, **common)
 
 
@@ -451,18 +460,19 @@ def calibrate(
     kappas: np.ndarray | None = None,
     iw_speeds: np.ndarray | None = None,
 ) -> Calibration:
-    """Fit (time_scale, iw_speed, kappa, leak) to trained toys by least squares on log transition steps.
+    """Fit (time_scale, iw_speed, kappa, leak, spread) to trained toys by least squares on log transition
+    steps.
 
-    For each candidate (kappa, iw_speed, leak) on a log grid the reduced model's flow-time transition t_i of every
-    distinct distribution is integrated (one parallel batch); the best time_scale is then explicit, log tau =
+    For each candidate (kappa, iw_speed, leak, spread) on a log grid the reduced model's flow-time transition t_i
+    of every distinct distribution is integrated (one parallel batch); the best time_scale is then explicit, log tau =
     mean(log t_i - log lr_i - log step_i) over the toys that made a transition, and the candidate with the smallest
     cost wins: the sum of squared log residuals, plus 4 (a factor e^2 miss) for every toy whose outcome the
     candidate gets wrong (a transition predicted within the toy's training steps where the toy made none, or the
     reverse). A toy counts as having made a transition only if it ended above :func:`icl_threshold` (a run stopped
     mid-rise would place its half-way point on the plateau's onset). With fewer than three distinct distributions
-    only time_scale is fitted (kappa and iw_speed keep the packaged values): they are not identifiable from one or
-    two; with fewer than :data:`FULL_FIT_DISTRIBUTIONS`, time_scale and iw_speed (kappa and leak keep the packaged
-    values); with more, all four (leak on the grid 0.05, 0.1, 0.2, 0.4).
+    only time_scale is fitted (the others keep the packaged values): they are not identifiable from one or two;
+    with fewer than :data:`FULL_FIT_DISTRIBUTIONS`, time_scale, iw_speed and spread (on :data:`SPREADS`; kappa and
+    leak keep the packaged values); with more, all five (leak on the grid 0.05, 0.1, 0.2, 0.4).
 
     Args:
         run_dirs: ``zipfhead train`` output directories (config.json + summary.json each).
@@ -482,6 +492,7 @@ def calibrate_rows(
     *,
     kappas: np.ndarray | None = None,
     iw_speeds: np.ndarray | None = None,
+    spreads: np.ndarray | None = None,
     source: str = "",
 ) -> Calibration:
     """:func:`calibrate` on toys given as rows (task, lr, transition step or None, optimizer, batch, steps
@@ -522,11 +533,18 @@ def calibrate_rows(
     has_classification = any(isinstance(t, ClassificationTask) for t in tasks)
     full = has_classification and len(distinct) >= FULL_FIT_DISTRIBUTIONS
     leaks = np.array([0.05, 0.1, 0.2, 0.4]) if full else np.array([base.leak])
-    candidates = [(float(k), float(r), float(q)) for k in kappas for r in iw_speeds for q in leaks]
+    if spreads is None:
+        spreads = np.array(SPREADS) if len(distinct) >= 3 and has_classification else np.array([base.spread])
+    spreads = np.asarray(spreads, dtype=np.float64)
+    candidates = [
+        (float(k), float(r), float(q), float(sp)) for k in kappas for r in iw_speeds for q in leaks for sp in spreads
+    ]
     cells = []
-    for kappa, rho, leak in candidates:
+    for kappa, rho, leak, spread in candidates:
         # time_scale only sets the decay rate here (see above)
-        cal = Calibration(time_scale=base.time_scale, kappa=kappa, iw_speed=rho, init=base.init, leak=leak)
+        cal = Calibration(
+            time_scale=base.time_scale, kappa=kappa, iw_speed=rho, init=base.init, leak=leak, spread=spread
+        )
         for i in first:
             task, row, (wd, on) = tasks[i], rows[i], decays[i]
             cells.append((_cases(task), _params(task, cal, wd, row[3], row[4], on), t_out))
@@ -537,7 +555,7 @@ def calibrate_rows(
     flow = flow_unique[:, where]
     best = None
     for k in range(flow.shape[0]):
-        ok = np.isfinite(flow[k]) & made
+        ok = np.isfinite(flow[k]) & (flow[k] > 0) & made  # a crossing at t = 0 has no time scale
         if not ok.any():
             continue
         log_tau = float(np.mean(np.log(flow[k, ok]) - np.log(lrs[ok]) - np.log(measured[ok])))
@@ -551,13 +569,14 @@ def calibrate_rows(
     if best is None:
         raise ValueError("the reduced model predicts no transition for these runs at any candidate constants")
     _, k, log_tau, resid = best
-    kappa, rho, leak = candidates[k]
+    kappa, rho, leak, spread = candidates[k]
     return Calibration(
         time_scale=math.exp(log_tau),
         iw_speed=rho,
         kappa=kappa,
         init=base.init,
         leak=leak,
+        spread=spread,
         residuals=tuple(float(r) for r in resid),
         source=source,
     )

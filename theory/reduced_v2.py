@@ -31,6 +31,13 @@ margin of sigma^2 on the correct label, ``q = sigma^2``. The bound does not vani
 confident (v1's curvature-weighted term did, and memorisation then ran away); it grows with the memorised norm,
 so memorisation saturates at a finite capacity.
 
+Adam's noise on the circuit comes from the data (:func:`drift`): one sample's gradient on a or b is its case's
+sensitivity to the match, dl/dx, times random item activations, so its variance is spread x E_case[(dl/dx)^2]
+(E_case[(dl/dc)^2] for c), while the mean keeps the gain of the learned directions, E_case[dl/dx] s b e^2. The
+speed is then free of the drive's size (B cancels, p_B enters as the square root of the fraction of sequences that
+carry the signal) and keeps the item gain e^2: the toys' K clock without v1's burstiness clock (notebook 04,
+sections 6-9; notebook 02, section 11).
+
 The gradient flow (or Adam's normalised flow, as in v1) is derived with sympy (:data:`CASE_LOSS`), compiled to a
 Numba kernel (``python -m theory.reduced_v2`` regenerates ``theory/_reduced_v2_kernel.py``; a test checks it is
 current) and integrated by :mod:`theory.ode`. Derivation and checks: ``proofs_notebooks/02_induction_reduced_model.py``
@@ -78,14 +85,17 @@ _z_other = c_ * r_ / _Z
 #: one case's cross-entropy as log(1 + ...), so that the compiled kernel never overflows for large logits
 CASE_LOSS = sp.log(1 + no_ * sp.exp(_z_other - _z_star) + M_ * sp.exp(-_z_star))
 _GRADIENT_OF = (a_, b_, c_, e_, w_, q_)
+#: the match x as a free symbol: the case's sensitivity to the match, dl/dx, sets the circuit's Adam noise
+x_ = sp.Symbol("x", real=True)
+CASE_LOSS_DX = sp.diff(CASE_LOSS.subs(_x, x_), x_).subs(x_, _x)
 
 KERNEL_MODULE = Path(__file__).with_name("_reduced_v2_kernel.py")
 
 
 def kernel_source() -> str:
     """Source of ``case_terms(a, b, c, e, w, q, s, m, j, n, r, n_o, M)`` -> (loss, dl/da, dl/db, dl/dc, dl/de,
-    dl/dw, dl/dq), derived with sympy, common subexpressions shared."""
-    exprs = [CASE_LOSS] + [sp.diff(CASE_LOSS, v) for v in _GRADIENT_OF]
+    dl/dw, dl/dq, dl/dx), derived with sympy, common subexpressions shared (x = s a b e^2, the match)."""
+    exprs = [CASE_LOSS] + [sp.diff(CASE_LOSS, v) for v in _GRADIENT_OF] + [CASE_LOSS_DX]
     return kernel_module("python -m theory.reduced_v2", "CASE_LOSS", "case_terms", exprs, CASE_SYMBOLS)
 
 
@@ -213,19 +223,30 @@ class ParamsV2(ReducedParams):
             (an initialised embedding and unembedding map items to random logits): q = e^2 (sum_k w_k^2 /
             (kappa D L s) + leak). With nothing to memorise, it is what the item features are pushed down by
             (the toys' item rows shrink at p_C = 1). >= 0.
+        spread: the circuit's Adam noise per unit of the data's sensitivity (see :func:`drift`): the variance of
+            one sample's gradient on a circuit strength is spread x E_case[(dl/dx)^2] for a and b, spread x
+            E_case[(dl/dc)^2] for c. > 0.
     """
 
     leak: float = 0.05
+    spread: float = 30.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_real("leak", self.leak, 0.0, 1e3)
+        check_real("spread", self.spread, 0.0, 1e9, low_open=True)
 
 
-# prm layout: s, inv_cap, rho, wd_circuit, wd_weights, noise2, G, n_train, n_icl, leak, then bin_size (G), bin_p (G)
-S_, INV_CAP, RHO, WD0, WD1, NOISE2, NG, NTRAIN, NICL, LEAK = range(10)
-HEADER = 10
+# prm layout: s, inv_cap, rho, wd_circuit, wd_weights, noise2, G, n_train, n_icl, leak, spread, then bin_size (G),
+# bin_p (G)
+S_, INV_CAP, RHO, WD0, WD1, NOISE2, NG, NTRAIN, NICL, LEAK, SPREAD = range(11)
+HEADER = 11
 N_STATE = 4  # a, b, c, e before the G read-outs
+#: Adam's epsilon, squared, in units of the expected loss's gradient. The circuit's noise floor scales with the
+#: data's sensitivity, so a saturated loss (gradient and floor both ~0) would still move a strength at Adam's unit
+#: speed; this term stops it, as Adam's eps stops a weight whose gradients vanish. Predictions do not depend on it
+#: between 1e-14 and 1e-10 (tests/test_reduced_v2.py).
+ADAM_EPS2 = 1e-12
 
 
 @nb.njit(cache=True, fastmath=True)
@@ -248,9 +269,12 @@ def _case(y, row, prm, q):
 @nb.njit(cache=True, fastmath=True)
 def gradient(y, data, prm, out):
     """dL/d(state) of the expected training loss into out[:4 + G] (a, b, c, e, w_1..w_G); the w entries are
-    per class (the bin's gradient over its size)."""
+    per class (the bin's gradient over its size). Also the data's second moments E_case[(dl/dx)^2] and
+    E_case[(dl/dc)^2] into out[4 + G] and out[5 + G] (the circuit's Adam noise, :func:`drift`): ``out`` needs
+    6 + G entries."""
     G = int(prm[NG])
-    for p in range(N_STATE + G):
+    P = N_STATE + G
+    for p in range(P + 2):
         out[p] = 0.0
     q = _interference(y, prm)
     dq = 0.0
@@ -264,6 +288,8 @@ def gradient(y, data, prm, out):
         out[1] += weight * t[2]
         out[2] += weight * t[3]
         out[3] += weight * t[4]
+        out[P] += weight * t[7] * t[7]
+        out[P + 1] += weight * t[3] * t[3]
         g = int(row[CBIN])
         if g >= 0:
             out[N_STATE + g] += weight * t[5]
@@ -282,14 +308,25 @@ def gradient(y, data, prm, out):
 @nb.njit(cache=True, fastmath=True)
 def drift(y, data, prm, out):
     """The flow: gradient flow (noise2 = 0) or Adam's normalised flow d / sqrt(d^2 + noise floor), with the
-    in-weights clock rho on the read-outs and decoupled weight decay (circuit a, b, c; weights e, w)."""
+    in-weights clock rho on the read-outs and decoupled weight decay (circuit a, b, c; weights e, w).
+
+    Adam's floors, noise2 = 1 / batch: the circuit strengths a, b (c) take noise2 x spread x E_case[(dl/dx)^2]
+    (E_case[(dl/dc)^2]): the noise scales with the data's sensitivity to the match (how much loss the bursty
+    cases leave, and how many of them there are) and not with the strengths or the item gain, so that B and p_B
+    largely cancel from the speed while the gain e^2 of the signal -g = -E[dl/dx] s b e^2 stays; the item gain e
+    takes noise2; a read-out, its class's probability x noise2. ``out`` needs 6 + G entries."""
     gradient(y, data, prm, out)
     G = int(prm[NG])
+    P = N_STATE + G
     noise2 = prm[NOISE2]
     for p in range(N_STATE):
         d = -out[p]
         if noise2 > 0.0:
-            d = d / math.sqrt(d * d + noise2)
+            if p < 3:
+                sensitivity = out[P] if p < 2 else out[P + 1]
+                d = d / math.sqrt(d * d + noise2 * prm[SPREAD] * sensitivity + ADAM_EPS2)
+            else:
+                d = d / math.sqrt(d * d + noise2)
         out[p] = d - (prm[WD0] if p < 3 else prm[WD1]) * y[p]
     for g in range(G):
         d = -out[N_STATE + g]
@@ -382,6 +419,7 @@ def pack(items: list[tuple[CasesV2, ReducedParams, np.ndarray]]):
             cs.train.shape[0],
             cs.icl.shape[0],
             p.leak if isinstance(p, ParamsV2) else 0.0,
+            p.spread if isinstance(p, ParamsV2) else ParamsV2.spread,
         ]
         prm[i, HEADER : HEADER + g] = cs.bin_size
         prm[i, HEADER + G : HEADER + G + g] = cs.bin_mass / cs.bin_size
@@ -406,7 +444,9 @@ def integrate_v2(
     y0, data, prm, chance, t_out = pack([(cs, p, np.asarray(t, dtype=np.float64)) for cs, p, t in cells])
     from theory.ode import integrate_cells  # theory.ode imports this module
 
-    rec, ys, tstar = integrate_cells("v2", y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps)
+    rec, ys, tstar = integrate_cells(
+        "v2", y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps, scratch=y0.shape[1] + 2
+    )
     out = []
     for i, (cs, _, _) in enumerate(cells):
         G = cs.bin_size.shape[0]
