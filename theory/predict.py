@@ -498,7 +498,9 @@ def calibrate_rows(
     """:func:`calibrate` on toys given as rows (task, lr, transition step or None, optimizer, batch, steps
     trained[, weight_decay, decay_on]); a transition step counts only for toys that ended with the circuit formed.
     The flow's decay rate weight_decay / tau uses the packaged tau (tau is fitted after the integration, which
-    must not depend on it; with decay it does, weakly, and the packaged value is the best guess at hand)."""
+    must not depend on it; with decay it does, weakly, and the packaged value is the best guess at hand).
+    ``kappas``, ``iw_speeds`` and ``spreads`` replace the candidate grids (default: see :func:`calibrate` and
+    :data:`SPREADS`)."""
     made = np.array([r[2] is not None and r[2] > 0 for r in rows])
     if not made.any():
         raise ValueError("no model in these runs made a transition: nothing to calibrate on")
