@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from theory.closed_form import phase_from
 from theory.distributions import ClassificationTask, Zipf
+from theory.phases import FORMED, phase_from
 from theory.predict import IWL_THRESHOLD, Calibration, icl_threshold, load_calibration, predict_many
 from theory.statistics import rank_sum
 from theory.transition import curve_phase_flags
@@ -466,7 +466,7 @@ def preset_measured(name: str) -> tuple[list[ClassificationTask], np.ndarray, li
             formed, faded = curve_phase_flags(np.asarray(r["curves"]["icl_acc"]), icl_threshold(task))
             phase = phase_from(formed, r["iwl_final"] >= IWL_THRESHOLD, faded)
             row_p.append(phase)
-            ok = r["transition_step"] is not None and phase in ("icl", "both", "transient")
+            ok = r["transition_step"] is not None and phase in FORMED
             row_s.append(float(r["transition_step"]) if ok else float("nan"))
         tasks.append(task)
         steps.append(row_s)

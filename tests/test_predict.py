@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.phases import PHASES
 from theory.predict import (
     FULL_FIT_DISTRIBUTIONS,
-    PHASES,
     Calibration,
     calibrate,
     load_calibration,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from theory.phases import FORMED
 from toy_models.report import write_report
 from toy_models.sweep import SweepConfig, preset
 
@@ -58,7 +59,7 @@ def _fake_sweep(out: Path, cfg: SweepConfig, headline: str = "icl_acc") -> None:
             values[c, s, 1] = rng.uniform(0, 1) * np.linspace(0, 1, steps.size)
             values[c, s, 2] = np.exp(-steps / 500)
             meas_phase = pred_phase if s == 0 else phases[(c + s) % len(phases)]
-            has = meas_phase in ("icl", "both", "transient")
+            has = meas_phase in FORMED
             measured[c, s] = tr if has else math.nan
             rows.append(
                 [

@@ -45,6 +45,7 @@ from functools import lru_cache
 import numpy as np
 
 from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.phases import phase_from
 from theory.reduced import ReducedParams, _zipf_bins
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "memorisable_cutoff",
     "output_integral",
     "output_strength",
-    "phase_from",
     "phases_closed_form",
     "transition_time",
     "transition_times",
@@ -334,16 +334,3 @@ def phases_closed_form(
 def _unmemorised_cells(cells: _Cells, t: np.ndarray) -> np.ndarray:
     x = cells.rate * cells.p * np.asarray(t, dtype=np.float64)[:, None]
     return np.sum(cells.mass * np.where(cells.ok, np.exp(-x), 1.0), axis=1)
-
-
-def phase_from(icl_formed: bool, iwl_formed: bool, icl_faded: bool) -> str:
-    """The phase label shared by theory and toys: icl, iwl, both, neither, or transient (formed, then faded)."""
-    if icl_formed and icl_faded:
-        return "transient"
-    if icl_formed and iwl_formed:
-        return "both"
-    if icl_formed:
-        return "icl"
-    if iwl_formed:
-        return "iwl"
-    return "neither"

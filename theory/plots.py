@@ -13,10 +13,9 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from theory._io import atomic_write
+from theory.phases import COLOURS, PHASES
 
 __all__ = ["plot_phase_grid"]
-
-_PHASE_COLOURS = ("#1f77b4", "#d62728", "#9467bd", "#bbbbbb", "#ff7f0e")  # icl, iwl, both, neither, transient
 
 
 def _edges(v: np.ndarray) -> np.ndarray:
@@ -32,14 +31,15 @@ def plot_phase_grid(grid: dict[str, Any], path: str | Path) -> None:
         grid: the output of :func:`theory.predict.phase_grid` (arrays of shape (ny, nx)).
         path: the PNG to write.
     """
-    from theory.predict import PHASES
 
     path = Path(path)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     xe, ye = _edges(grid["x"]), _edges(grid["y"])
     ax = axes[0]
-    ax.pcolormesh(xe, ye, grid["phase"], cmap=ListedColormap(_PHASE_COLOURS), vmin=-0.5, vmax=len(PHASES) - 0.5)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PHASE_COLOURS]
+    ax.pcolormesh(
+        xe, ye, grid["phase"], cmap=ListedColormap([COLOURS[p] for p in PHASES]), vmin=-0.5, vmax=len(PHASES) - 0.5
+    )
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[p]) for p in PHASES]
     ax.legend(handles, PHASES, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.set_title("predicted phase at the horizon")
     ax = axes[1]

@@ -37,8 +37,9 @@ import numpy as np
 
 from theory._io import atomic_write, read_json, reading
 from theory._validate import check_int, check_real
-from theory.closed_form import phase_from, phases_closed_form
+from theory.closed_form import phases_closed_form
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
+from theory.phases import PHASES, phase_from
 from theory.reduced import ReducedParams
 from theory.reduced_markov import MarkovCases, integrate_markov, markov_cases, stream_cases
 from theory.reduced_markov import closed_form as closed_form_mixture
@@ -49,7 +50,6 @@ __all__ = [
     "DEFAULT_CALIBRATION",
     "IWL_THRESHOLD",
     "LR_MAX",
-    "PHASES",
     "Calibration",
     "calibrate",
     "calibrate_rows",
@@ -61,7 +61,6 @@ __all__ = [
     "theory_threshold",
 ]
 
-PHASES = ("icl", "iwl", "both", "neither", "transient")
 #: in-weights accuracy at which in-weights learning counts as formed (chance is 1 / L)
 IWL_THRESHOLD = 0.5
 DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")
@@ -385,8 +384,8 @@ def phase_grid(
 
     Returns:
         Labelled arrays of shape (ny, nx): ``transition_step`` and ``transition_step_closed_form`` (NaN: none),
-        ``phase`` (indices into :data:`PHASES`), ``icl_accuracy``, ``iwl_accuracy``; coordinates ``x``, ``y`` and
-        their names ``x_name``, ``y_name``.
+        ``phase`` (indices into :data:`theory.phases.PHASES`), ``icl_accuracy``, ``iwl_accuracy``; coordinates
+        ``x``, ``y`` and their names ``x_name``, ``y_name``.
     """
     (xn, xv), (yn, yv) = x, y
     fields = {k: v for k, v in base.to_dict().items() if k != "kind"}

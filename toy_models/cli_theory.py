@@ -30,7 +30,8 @@ def _grid_axis(spec: str) -> tuple[str, np.ndarray]:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from theory._io import atomic_write
-    from theory.predict import PHASES, load_calibration, phase_grid, predict
+    from theory.phases import PHASES
+    from theory.predict import load_calibration, phase_grid, predict
     from toy_models.cli import task_from_args
 
     task = task_from_args(args)

@@ -37,20 +37,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from theory._io import atomic_write
+from theory.phases import FORMED, LETTERS
 
 __all__ = ["REQUIRED_FILES", "write_report"]
 
 REQUIRED_FILES = ("config.json", "arrays.npz", "summary.csv", "theory.json")
-ICL_PHASES = ("icl", "both", "transient")
-_LETTER = {"icl": "I", "iwl": "W", "both": "B", "neither": "N", "transient": "T", "diverged": "D"}
-_PHASE_COLOURS = {
-    "icl": "#1f77b4",
-    "iwl": "#d62728",
-    "both": "#9467bd",
-    "neither": "#888888",
-    "transient": "#ff7f0e",
-    "diverged": "#000000",
-}
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -446,11 +437,11 @@ def _phase_2d(data: dict[str, Any]) -> tuple[Figure, str]:
     panels = [()] if not extra else [(k,) + (0,) * (len(extra) - 1) for k in range(len(extra[0][1]))]
     icl_mean = _nanmean(data["final_icl"])
     iwl_mean = _nanmean(data["final_iwl"])
-    icl_pred = np.array([p in ICL_PHASES for p in data["pred_phase"]])
-    icl_pred_cf = np.array([p in ICL_PHASES for p in data["pred_phase_cf"]])
+    icl_pred = np.array([p in FORMED for p in data["pred_phase"]])
+    icl_pred_cf = np.array([p in FORMED for p in data["pred_phase_cf"]])
     meas = [_majority(p) for p in data["phases"]]
     label = np.array(
-        ["/".join(_LETTER.get(ph, "?") for ph, _ in Counter(p).most_common()) if p else "" for p in data["phases"]],
+        ["/".join(LETTERS.get(ph, "?") for ph, _ in Counter(p).most_common()) if p else "" for p in data["phases"]],
         dtype=object,
     )
     agree = np.array([m == p for m, p in zip(meas, data["pred_phase"], strict=True)])
@@ -530,7 +521,7 @@ def _phase_1d(data: dict[str, Any]) -> tuple[Figure, str]:
     n = len(xv)
     x = np.arange(n)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(9.0, 1.2 * n + 4), 3.8), constrained_layout=True)
-    icl_pred = [p in ICL_PHASES for p in data["pred_phase"]]
+    icl_pred = [p in FORMED for p in data["pred_phase"]]
     for ax in (a1, a2):
         for i, on in enumerate(icl_pred):
             if on:
@@ -540,7 +531,7 @@ def _phase_1d(data: dict[str, Any]) -> tuple[Figure, str]:
         a1.plot(x, mean, "o-", color=colour, label=f"final {name}")
         a1.fill_between(x, lo, hi, color=colour, alpha=0.2, lw=0)
     for i, p in enumerate(data["phases"]):
-        lab = "/".join(_LETTER.get(ph, "?") for ph, _ in Counter(p).most_common())
+        lab = "/".join(LETTERS.get(ph, "?") for ph, _ in Counter(p).most_common())
         bad = _majority(p) != data["pred_phase"][i]
         a1.text(i, 1.06, lab, ha="center", va="bottom", fontsize=9, color="red" if bad else "black", fontweight="bold")
     a1.set_ylim(-0.02, 1.18)

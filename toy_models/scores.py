@@ -27,14 +27,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["DIVERGED", "FORMED", "bootstrap_interval", "noise_ceiling", "score_predictions", "spearman"]
+from theory.phases import DIVERGED, FORMED
 
-#: phases in which the in-context circuit formed (so a transition step exists)
-FORMED = ("icl", "both", "transient")
+__all__ = ["bootstrap_interval", "noise_ceiling", "score_predictions", "spearman"]
+
 BOOTSTRAP_RESAMPLES = 999
 BOOTSTRAP_SEED = 20261203
-#: the measured phase of a model that diverged (see :data:`toy_models.train.DIVERGENCE_FACTOR`)
-DIVERGED = "diverged"
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:

@@ -39,12 +39,12 @@ import numpy as np
 
 from theory._io import atomic_write, remove
 from theory._validate import check_real
-from theory.closed_form import phase_from
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
+from theory.phases import DIVERGED, FORMED, phase_from
 from theory.predict import IWL_THRESHOLD, LR_MAX, Calibration, calibrate_rows, icl_threshold, predict_many
 from theory.transition import curve_phase_flags
 from toy_models.model import ModelConfig
-from toy_models.scores import DIVERGED, score_predictions
+from toy_models.scores import score_predictions
 from toy_models.train import RunConfig, TrainConfig, _shape_signature, data_stream, headline_measure, task_kind
 
 __all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
@@ -686,7 +686,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
             # a diverged model has no phase, no transition, no say in the calibration and no place in the scores
             phases[c][s] = DIVERGED if diverged[c, s] else _measured_phase(tasks[c], icl, iwl_final)
             tr = pc["models"][s]["transition_step"]
-            if tr is not None and phases[c][s] in ("icl", "both", "transient"):
+            if tr is not None and phases[c][s] in FORMED:
                 measured[c, s] = float(tr)
 
     # theory: calibrate on the designated cells (or take a given calibration), predict all, score the others
