@@ -45,7 +45,15 @@ from theory.predict import IWL_THRESHOLD, LR_MAX, Calibration, calibrate_rows, i
 from theory.transition import curve_phase_flags
 from toy_models.model import ModelConfig
 from toy_models.scores import score_predictions
-from toy_models.train import RunConfig, TrainConfig, _shape_signature, data_stream, headline_measure, task_kind
+from toy_models.train import (
+    TIMING_PARTS,
+    RunConfig,
+    TrainConfig,
+    _shape_signature,
+    data_stream,
+    headline_measure,
+    task_kind,
+)
 
 __all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
 
@@ -550,23 +558,22 @@ def run_sweep(
 
 
 #: the parts of a sweep's wall time in :func:`write_profile` (the training loop's, see ``RunResult.timings``)
-PROFILE_PARTS = ("setup", "first_chunk", "data", "train_wait", "evaluate", "checkpoint", "other")
 
 
 def write_profile(out_dir: str | Path, finish_seconds: float) -> dict[str, Any]:
     """``profile.json``: where a finished sweep's wall time went, in seconds: each part of
-    :data:`PROFILE_PARTS` summed over the groups' training loops (from their ``result.json``; groups trained
-    before timings were recorded are counted in ``untimed_groups``), and ``finish`` (aggregation, theory,
-    calibration, report)."""
+    :data:`toy_models.train.TIMING_PARTS` summed over the groups' training loops (from their ``result.json``;
+    groups trained before timings were recorded are counted in ``untimed_groups``), and ``finish`` (aggregation,
+    theory, calibration, report)."""
     out = Path(out_dir)
-    parts = dict.fromkeys(PROFILE_PARTS, 0.0)
+    parts = dict.fromkeys(TIMING_PARTS, 0.0)
     untimed = 0
     for path in sorted(out.glob("groups/*/result.json")):
         timings = json.loads(path.read_text())["summary"].get("timings")
         if not timings:
             untimed += 1
             continue
-        for k in PROFILE_PARTS:
+        for k in TIMING_PARTS:
             parts[k] += float(timings.get(k, 0.0))
     profile = {"training": parts, "finish": finish_seconds, "untimed_groups": untimed}
     atomic_write(out / "profile.json", lambda f: json.dump(profile, f, indent=2), mode="w")
@@ -579,7 +586,7 @@ def format_profile(profile: dict[str, Any]) -> str:
     total = sum(v for _, v in rows) or 1.0
     lines = [f"  {name:<12} {v:8.1f} s {v / total:6.1%}" for name, v in rows]
     note = f" ({profile['untimed_groups']} groups untimed)" if profile.get("untimed_groups") else ""
-    return "\n".join([f"where the {total:.0f} s went{note}:", *lines])
+    return "\n".join([f"where the sweep's {total:.0f} s went{note}:", *lines])
 
 
 def merge(

@@ -53,6 +53,8 @@ DECAY_ON = ("all", "attention")
 #: where training batches are drawn: ``host`` (the Numba samplers, streamed in by chunk) or ``device`` (the JAX
 #: twins of :mod:`toy_models.device_samplers`, inside the compiled chunk; classification and token streams)
 SAMPLERS = ("host", "device")
+#: the parts of a run's wall time that :attr:`RunResult.timings` records, in the loop's order
+TIMING_PARTS = ("setup", "first_chunk", "data", "train_wait", "evaluate", "checkpoint", "other")
 
 
 @dataclass(frozen=True)
@@ -772,7 +774,7 @@ def train(
         stop_after: stop (as if interrupted) once this many steps are done; for tests of resumption.
     """
     t_setup = time.perf_counter()
-    clock = dict.fromkeys(("first_chunk", "data", "train_wait", "evaluate", "checkpoint"), 0.0)
+    clock = dict.fromkeys(TIMING_PARTS[1:-1], 0.0)  # the parts between setup and other
     tcfg = run.train
     streams = run.streams()
     engine = _engine(run)
