@@ -49,10 +49,9 @@ import numpy as np
 from scipy import stats
 
 from theory.distributions import ClassificationTask, Zipf
-from theory.phases import FORMED, phase_from
-from theory.predict import IWL_THRESHOLD, Calibration, icl_threshold, load_calibration, predict_many
+from theory.phases import FORMED
+from theory.predict import Calibration, load_calibration, measured_phase, predict_many
 from theory.statistics import rank_sum
-from theory.transition import curve_phase_flags
 from toy_models.scores import score_predictions
 
 START = time.perf_counter()
@@ -454,21 +453,15 @@ DEMO_CAL_CELLS = [int(c) for c in P["demo_calibration"]["source"].split("[")[1].
 
 def preset_measured(name: str) -> tuple[list[ClassificationTask], np.ndarray, list[list[str]]]:
     """A preset's tasks, its (C, S) measured transition steps (NaN where no head formed) and (C, S) phases, by the
-    sweep's rules."""
-    fields = {k: v for k, v in P[name]["config"]["task"].items() if k != "kind"}
-    tasks, steps, phases = [], [], []
-    for cell in P[name]["cells"]:
-        task = ClassificationTask(
-            **(fields | {k: (int(v) if k in ("K", "B") else float(v)) for k, v in cell["cell"].items()})
-        )
-        row_s, row_p = [], []
-        for r in cell["seeds"]:
-            formed, faded = curve_phase_flags(np.asarray(r["curves"]["icl_acc"]), icl_threshold(task))
-            phase = phase_from(formed, r["iwl_final"] >= IWL_THRESHOLD, faded)
-            row_p.append(phase)
-            ok = r["transition_step"] is not None and phase in FORMED
-            row_s.append(float(r["transition_step"]) if ok else float("nan"))
-        tasks.append(task)
+    sweep's rules (:func:`theory.predict.measured_phase`)."""
+    tasks = preset_tasks(name, reference=False)[0]
+    steps, phases = [], []
+    for task, cell in zip(tasks, P[name]["cells"], strict=True):
+        row_p = [measured_phase(task, r["curves"]["icl_acc"], r["iwl_final"]) for r in cell["seeds"]]
+        row_s = [
+            float(r["transition_step"]) if r["transition_step"] is not None and ph in FORMED else float("nan")
+            for r, ph in zip(cell["seeds"], row_p, strict=True)
+        ]
         steps.append(row_s)
         phases.append(row_p)
     return tasks, np.asarray(steps), phases
@@ -478,10 +471,10 @@ names = ("demo", "reddy2024", "chan2022")
 measured = {n: preset_measured(n) for n in names}
 every = [t for n in names for t in measured[n][0]]
 pr = predict_many(every, lr=6e-3, steps=1500, calibration=FIT_DEMO, closed_form=False)
-SCORES, start = {}, 0
+SCORES, PRED, start = {}, {}, 0
 for n in names:
     tasks, steps, phases = measured[n]
-    part = pr[start : start + len(tasks)]
+    part = PRED[n] = pr[start : start + len(tasks)]
     start += len(tasks)
     held = [c for c in range(len(tasks)) if n != "demo" or c not in DEMO_CAL_CELLS]
     sc = score_predictions(held, steps, phases, [p["transition_step"] for p in part], [p["phase"] for p in part])
@@ -509,11 +502,11 @@ for n in ("reddy2024", "chan2022"):
 # What v2 still misses: where memorisation wins in the toys (K = 64; alpha >= 1.25 at K = 8192) it forms the head
 # as well. Its circuit's noise falls with the loss memorisation takes, as its signal does, so memorisation slows
 # the escape only by the square root of the fraction of sequences it leaves; the toys stop. Asserted as measured:
-rd, ch = measured["reddy2024"], measured["chan2022"]
+ch = measured["chan2022"]
 lost = [c for c in range(len(ch[0])) if ch[0][c].alpha >= 1.25 and all(p == "iwl" for p in ch[2][c])]
 check(
     "noise",
-    len(lost) >= 4 and all(pr[len(measured["demo"][0]) + len(rd[0]) + c]["phase"] in ("icl", "both") for c in lost),
+    len(lost) >= 4 and all(PRED["chan2022"][c]["phase"] in ("icl", "both") for c in lost),
     "alpha",
 )
 

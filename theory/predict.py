@@ -55,6 +55,7 @@ __all__ = [
     "calibrate_rows",
     "icl_threshold",
     "load_calibration",
+    "measured_phase",
     "phase_grid",
     "predict",
     "predict_many",
@@ -94,6 +95,16 @@ def icl_threshold(task: ClassificationTask | TokenStreamTask | MarkovTask) -> fl
     if isinstance(task, MarkovTask):
         return MARKOV_FORMED
     return 0.5
+
+
+def measured_phase(
+    task: ClassificationTask | TokenStreamTask | MarkovTask, icl_curve: np.ndarray, iwl_final: float
+) -> str:
+    """A toy's phase from its in-context curve ((E,) on its evaluation grid, the one rule of
+    :mod:`theory.transition` at :func:`icl_threshold`) and its final in-weights accuracy (formed at
+    :data:`IWL_THRESHOLD`)."""
+    formed, faded = curve_phase_flags(np.asarray(icl_curve, dtype=np.float64), icl_threshold(task))
+    return phase_from(formed, iwl_final >= IWL_THRESHOLD, faded)
 
 
 def theory_threshold(task: ClassificationTask | TokenStreamTask | MarkovTask) -> float:

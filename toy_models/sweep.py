@@ -40,9 +40,8 @@ import numpy as np
 from theory._io import atomic_write, remove
 from theory._validate import check_real
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
-from theory.phases import DIVERGED, FORMED, phase_from
-from theory.predict import IWL_THRESHOLD, LR_MAX, Calibration, calibrate_rows, icl_threshold, predict_many
-from theory.transition import curve_phase_flags
+from theory.phases import DIVERGED, FORMED
+from theory.predict import LR_MAX, Calibration, calibrate_rows, measured_phase, predict_many
 from toy_models.model import ModelConfig
 from toy_models.scores import score_predictions
 from toy_models.train import (
@@ -620,13 +619,6 @@ def merge(
 
 
 # --- aggregation, theory, report -----------------------------------------------------------------------------
-def _measured_phase(task: Any, icl_curve: np.ndarray, iwl_final: float) -> str:
-    """A toy's phase from its in-context curve (the one rule of :mod:`theory.transition`) and its final in-weights
-    accuracy."""
-    formed, faded = curve_phase_flags(icl_curve, icl_threshold(task))
-    return phase_from(formed, iwl_final >= IWL_THRESHOLD, faded)
-
-
 def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
     """Aggregate the finished groups of a sweep: arrays.npz, theory.json (calibrate on the designated cells,
     predict every cell, score the held-out ones), summary.csv and report.html. Returns the held-out scores.
@@ -691,7 +683,7 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
             finals[c, s] = (float(icl[-1]), iwl_final)
             diverged[c, s] = bool(pc["models"][s].get("diverged", False))
             # a diverged model has no phase, no transition, no say in the calibration and no place in the scores
-            phases[c][s] = DIVERGED if diverged[c, s] else _measured_phase(tasks[c], icl, iwl_final)
+            phases[c][s] = DIVERGED if diverged[c, s] else measured_phase(tasks[c], icl, iwl_final)
             tr = pc["models"][s]["transition_step"]
             if tr is not None and phases[c][s] in FORMED:
                 measured[c, s] = float(tr)
