@@ -810,6 +810,102 @@ assert abs(v / ref_v - math.sqrt(0.75)) < 1e-3
 passed("11 data noise", 3)
 
 # %% [markdown]
+# ## 12. v2's escape under Adam in closed form (`theory.closed_form_v2`)
+#
+# The integration (section 10) runs in three stages: the leak pulls the item gain $e$ from 1 to ~0 at Adam's unit
+# speed; memorisation then rebuilds it, and the circuit escapes once $e$ is back. With $e$ and the read-outs
+# noise-limited (drift $= \sqrt{n}\times$ gradient), and in uniform-equivalent units ($\beta = K_{eff} / cap$,
+# $\lambda$ the leak, $H = E[1 - P^*]$), the item gain's drift is $\sqrt n\,H\,(w - 2e(\lambda + \beta w^2))$ and the
+# read-out's $\rho H \sqrt{n / K_{eff}}\,(e - 2\beta e^2 w)$. Checked here:
+#
+# 1. the item gain's fixed point is $e^*(w) = w / (2(\lambda + \beta w^2))$, and on it the read-out grows as
+#    $\dot w = k\,w\,\lambda / (2(\lambda + \beta w^2)^2)$, $k = \rho H \sqrt{n / K_{eff}}$ (sympy);
+# 2. that flow is separable: $k\,t = 2\lambda \ln w + 2\beta w^2 + \beta^2 w^4 / (2\lambda)$ + const (sympy,
+#    by differentiation), and along it $e^{*2}\,dt = w\,dw / (2 k \lambda)$, so $\int e^{*2} dt$ is explicit (sympy);
+# 3. early, with the interference negligible, $w_k = \sqrt{p_k}\,W$ solves every class's read-out equation at once,
+#    and the item gain's drive $\sum_k p_k w_k = W \sum_k p_k^{3/2}$: the distribution enters through
+#    $K_{eff} = (\sum_k p_k^{3/2})^{-2}$ (sympy on three classes);
+# 4. on bursty sequences at $x = 0$, $\partial \ell / \partial x = -c\,B(N - B)/N^2$ for every $c$ and $L$: the drive
+#    of the circuit's pull on $e$ (v2's case loss, at several points);
+# 5. the closed form against v2's integration, uniform classes, the demo's constants: it ranks K as the integration
+#    does above the memorisation edge and is within a factor 0.6-1.6 of it for K = 384-4096 (at K = 256 it is
+#    0.5 of it: the integration's window, which the closed form does not carry; at K = 65536 up to 3.3: it leaves
+#    out the copy strength's own speed-up of the circuit); with novel classes only, or labels redrawn per sequence,
+#    it has no transition. Its scores against the toys are in notebook 04, section 10.
+
+# %%
+import json
+from pathlib import Path
+
+from theory.closed_form_v2 import effective_classes, escape_v2
+from theory.predict import Calibration, predict_many
+
+ew, wv, lam_, beta_, k_, H_, rho_, nb_, Ke_ = sp.symbols("e w lambda beta k H rho n K_eff", positive=True)
+e_drift = sp.sqrt(nb_) * H_ * (wv - 2 * ew * (lam_ + beta_ * wv**2))
+e_star = sp.solve(sp.Eq(e_drift, 0), ew)[0]
+assert is_zero(e_star - wv / (2 * (lam_ + beta_ * wv**2)))
+w_drift = rho_ * H_ * sp.sqrt(nb_ / Ke_) * (ew - 2 * beta_ * ew**2 * wv)
+k_value = rho_ * H_ * sp.sqrt(nb_ / Ke_)
+assert is_zero(w_drift.subs(ew, e_star) - k_value * wv * lam_ / (2 * (lam_ + beta_ * wv**2) ** 2))
+passed("12 closed form v2", 2)
+# 2. the separable solution, and e*^2 dt = w dw / (2 k lambda)
+clock = 2 * lam_ * sp.log(wv) + 2 * beta_ * wv**2 + beta_**2 * wv**4 / (2 * lam_)
+w_speed = k_ * wv * lam_ / (2 * (lam_ + beta_ * wv**2) ** 2)
+assert is_zero(sp.diff(clock, wv) - k_ / w_speed)
+assert is_zero(e_star**2 / w_speed - wv / (2 * k_ * lam_))
+passed("12 closed form v2", 2)
+# 3. w_k = sqrt(p_k) W: each class's early drift rho H sqrt(n p_k) e is sqrt(p_k) times one common drift, and the
+# item gain's drive sum_k p_k w_k is W sum_k p_k^(3/2)
+p1, p2, p3, W_ = sp.symbols("p1 p2 p3 W", positive=True)
+probs3 = (p1, p2, p3)
+early = [rho_ * H_ * sp.sqrt(nb_ * p) * ew for p in probs3]
+assert all(is_zero(d / sp.sqrt(p) - early[0] / sp.sqrt(p1)) for d, p in zip(early, probs3, strict=True))
+assert is_zero(sum(p * sp.sqrt(p) * W_ for p in probs3) - W_ * sum(p ** sp.Rational(3, 2) for p in probs3))
+uniform = effective_classes(ClassificationTask(K=1000, N=8, D=16, L=16, B=2, alpha=0.0))
+assert abs(uniform - 1000) < 1e-9 * 1000  # uniform classes: K_eff = K (float rounding of the sum)
+passed("12 closed form v2", 3)
+# 4. the bursty drive on the match at x = 0: -c B (N - B) / N^2, whatever c and L
+for cv, Bv, Nv, Lv in ((0.3, 2, 8, 16), (4.0, 1, 8, 32), (9.0, 4, 8, 8), (1.5, 3, 12, 24)):
+    point = {a2: 0.0, b2: 0.7, c2: cv, e2: 1.2, w2: 0.0, q2: 0.0, s2: 0.9, m2: Bv, j2: 0, n2: Nv, r2: Bv}
+    point |= {no2: Nv / Bv - 1, M2: Lv - Nv / Bv}
+    value = float(CASE_LOSS_DX.subs(point))
+    assert abs(value + cv * Bv * (Nv - Bv) / Nv**2) < 1e-12, (cv, Bv, Nv, Lv, value)
+passed("12 closed form v2", 4)
+# 5. against the integration (the demo's constants, the demo's toy; 20000 steps so that every K transitions)
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+PRESETS = json.loads((HERE / "data" / "presets.json").read_text())
+DEMO_FIT = Calibration(**PRESETS["demo_calibration"])
+ADAM_V2 = ParamsV2(
+    D=16,
+    kappa=DEMO_FIT.kappa,
+    iw_speed=DEMO_FIT.iw_speed,
+    init=DEMO_FIT.init,
+    leak=DEMO_FIT.leak,
+    spread=DEMO_FIT.spread,
+    optimizer="adam",
+    batch=64,
+)
+Ks = [256, 384, 512, 768, 1024, 2048, 4096, 16384, 65536]
+v2_tasks = [ClassificationTask(K=K, N=8, D=16, L=16, B=2, p_B=0.75, eps=0.1, alpha=0.0) for K in Ks]
+per_step = DEMO_FIT.time_scale * 6e-3
+long_run = predict_many(v2_tasks, lr=6e-3, steps=20000, calibration=DEMO_FIT, closed_form=False)
+integrated = [p["transition_step"] * per_step for p in long_run]
+closed_v2 = [escape_v2(t, ADAM_V2).time for t in v2_tasks]
+ratio = np.array(closed_v2) / np.array(integrated)
+print("closed form / integration by K:", {K: round(float(q), 2) for K, q in zip(Ks, ratio, strict=True)})
+band = [q for K, q in zip(Ks, ratio, strict=True) if 384 <= K <= 4096]
+assert all(0.6 <= q <= 1.6 for q in band), band
+assert all(0.45 <= q <= 3.5 for q in ratio), ratio
+assert np.all(np.diff(closed_v2) > 0) and np.all(np.diff(integrated[1:]) > 0)  # both slower as K grows past 384
+passed("12 closed form v2", 3)
+for off in (
+    ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_C=1.0, eps=0.1, alpha=0.0),
+    ClassificationTask(K=1024, N=8, D=16, L=16, B=2, eps=0.1, alpha=0.0, label_map="per_sequence"),
+):
+    assert escape_v2(off, ADAM_V2).time == math.inf
+passed("12 closed form v2", 2)
+
+# %% [markdown]
 # ## Summary
 
 # %%

@@ -511,6 +511,55 @@ check(
 )
 
 # %% [markdown]
+# ## 10. The closed form of v2's escape against the toys
+#
+# `theory.closed_form_v2.escape_v2` solves v2's three stages in closed form (notebook 02, section 12): the leak
+# collapses the item gain, memorisation rebuilds it at a rate k ~ sqrt(batch / K_eff), and the circuit escapes
+# noise-limited at a rate ~ e^2. Its step is scored here on the same cells as section 9, with the demo's constants
+# and the integration's phase (the closed form does not carry memorisation taking the loss, so it has no phase of
+# its own), beside the same noise ceilings. Measured: it ranks the cells as well as a second seed does on all three
+# presets (Spearman on seed means 0.99, 0.90, 0.80 against ceilings 0.88, 0.91, 0.80), but its steps are off by
+# more than the seeds' spread (median relative error 0.19, 0.29, 0.74 against 0.15, 0.10, 0.15): it is too fast
+# at small K_eff, where memorisation (not in the closed form) slows the toys, most of all at alpha = 1 in chan2022
+# (K_eff = (sum_k p_k^1.5)^-2 = 131: ~130 steps where the toys take ~500), and too slow at K >= 8192, where it
+# leaves out the copy strength's speed-up of the circuit (notebook 02, section 12).
+
+# %%
+from theory.closed_form_v2 import escape_v2
+from theory.reduced_v2 import ParamsV2
+
+ADAM_V2 = ParamsV2(
+    D=16,
+    kappa=FIT_DEMO.kappa,
+    iw_speed=FIT_DEMO.iw_speed,
+    init=FIT_DEMO.init,
+    leak=FIT_DEMO.leak,
+    spread=FIT_DEMO.spread,
+    optimizer="adam",
+    batch=64,
+)
+CLOSED = {}
+for n in names:
+    tasks, steps, phases = measured[n]
+    per_step = FIT_DEMO.time_scale * 6e-3
+    closed_steps = [escape_v2(t, ADAM_V2).time / per_step for t in tasks]
+    held = [c for c in range(len(tasks)) if n != "demo" or c not in DEMO_CAL_CELLS]
+    sc = CLOSED[n] = score_predictions(held, steps, phases, closed_steps, [p["phase"] for p in PRED[n]])
+    print(
+        f"{n:10s} closed form: Spearman on seed means {sc['spearman_seed_means']['value']:+.2f} "
+        f"(ceiling {sc['noise_ceiling']['spearman']['median']:+.2f}), median relative error "
+        f"{sc['median_relative_error_seed_means']['value']:.2f} (ceiling "
+        f"{sc['noise_ceiling']['median_relative_difference']['median']:.2f})"
+    )
+# the issue's ranking targets, met by the closed form alone: demo >= 0.85 and within 0.05 of its ceiling, the others
+# >= 0.7; and its error on the demo within 0.1 of the ceiling (0.1: the closed form's documented factor-1.6 band)
+dc = CLOSED["demo"]
+check("closed form", dc["spearman_seed_means"]["value"] >= max(0.85, dc["noise_ceiling"]["spearman"]["median"] - 0.05))
+check("closed form", all(CLOSED[n]["spearman_seed_means"]["value"] >= 0.7 for n in ("reddy2024", "chan2022")))
+ceiling_rel = dc["noise_ceiling"]["median_relative_difference"]["median"]
+check("closed form", dc["median_relative_error_seed_means"]["value"] <= ceiling_rel + 0.1, "demo error")
+
+# %% [markdown]
 # ## Summary
 
 # %%

@@ -38,6 +38,7 @@ import numpy as np
 from theory._io import atomic_write, read_json, reading
 from theory._validate import check_int, check_real
 from theory.closed_form import phases_closed_form
+from theory.closed_form_v2 import escape_v2
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 from theory.phases import PHASES, phase_from
 from theory.reduced import ReducedParams
@@ -288,8 +289,10 @@ def predict_many(
         n_layers: the toy's attention layers. One layer forms no induction head (Olsson et al. 2022): the reduced
             model then starts at a = b = 0, a fixed point, and stays on the copy plateau (phase iwl or neither).
         calibration: the constants (default: the packaged calibration file).
-        closed_form: also give the closed-form transition step (classification: v1's closed form; Markov chains
-            and token streams: :func:`theory.reduced_markov.closed_form`, without weight decay).
+        closed_form: also give the closed-form transition step (classification: v2's escape,
+            :func:`theory.closed_form_v2.escape_v2`, under Adam without weight decay, else v1's closed form; Markov
+            chains and token streams: :func:`theory.reduced_markov.closed_form`, without weight decay) and, for
+            classification, v1's closed-form phase.
         n_times: output times on a geometric grid up to the horizon.
         rtol: the integrator's relative tolerance (1e-4: transition times to ~0.1%; 1e-3: ~1%).
 
@@ -330,6 +333,10 @@ def predict_many(
         closed[cls] = times
         for i, ph in zip(cls, phases, strict=True):
             closed_phase[i] = ph
+            if params[i].optimizer == "adam" and isinstance(params[i], ParamsV2) and wds[i] == 0:
+                # v2's own closed form (theory.closed_form_v2) replaces v1's step where it holds (Adam, no decay)
+                escape = escape_v2(tasks[i], params[i]).time
+                closed[i] = escape if escape <= horizons[i] else math.nan
     for i, (cs, prm, _) in enumerate(cells):
         if closed_form and isinstance(cs, MarkovCases) and prm.init > 0 and wds[i] == 0:
             cf = closed_form_mixture(cs, prm.init, _noise_floor(prm))

@@ -78,7 +78,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     print("transition step: " + ("none before the horizon" if step is None else f"{step:.0f}"))
     if res["phase_closed_form"] is not None:
         closed_txt = "none before the horizon" if closed is None else f"{closed:.0f}"
-        print(f"  closed form of reduced model v1: phase {res['phase_closed_form']}, transition step {closed_txt}")
+        print(f"  closed forms: transition step {closed_txt} (v2's escape under Adam without decay, else v1's),")
+        print(f"  phase {res['phase_closed_form']} (v1's)")
     if args.task == "markov":
         print(f"bigram progress at the horizon (0 unigram rung, 1 Bayes predictor): {res['icl_accuracy']:.3f}")
     else:
