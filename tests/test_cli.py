@@ -153,3 +153,28 @@ def test_train_restarts_once_with_allocator_tunables(disabled):
         assert starts == ["start", "None", "start", ALLOCATOR_TUNABLES]
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zipfhead: error: steps") and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("stats", "--K", "512", "--json"),
+        ("predict", "--K", "512", "--p_B", "1", "--json"),
+        ("calibrate", "--help"),
+    ],
+)
+def test_theory_commands_never_import_jax(argv):
+    """``zipfhead stats``, ``predict`` and ``calibrate`` run without loading JAX (nor the toys' engine): a fresh
+    interpreter runs the command and then reports which of those modules it holds."""
+    probe = (
+        "import sys\n"
+        "from toy_models.cli import main\n"
+        "try:\n"
+        f"    code = main({list(argv)!r})\n"
+        "except SystemExit as stop:\n"
+        "    code = stop.code\n"
+        "held = [m for m in ('jax', 'optax', 'toy_models.train', 'toy_models.sweep') if m in sys.modules]\n"
+        "print('HELD', code, held, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
+    assert "HELD 0 []" in out.stderr, out.stderr[-2000:]

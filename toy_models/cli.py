@@ -4,7 +4,8 @@ Distribution parameters are spelled as the papers' symbols in every command (``-
 ``--q``, ``--B``, ``--p_B``, ``--p_C``, ``--eps``, ``--D``, ``--L``, ``--V``, ``--T``); ``--p-B`` style aliases
 are accepted. Bad input prints one line ``zipfhead: error: ...`` and exits with status 2.
 
-Subcommands import what they need when they run, so ``zipfhead stats`` never loads JAX.
+Subcommands import what they need when they run: ``zipfhead stats``, ``predict`` and ``calibrate`` never load JAX
+(tests/test_cli.py checks it).
 """
 
 from __future__ import annotations

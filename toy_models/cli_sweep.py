@@ -140,7 +140,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def add_sweep_parsers(sub: Any) -> None:
     """Register ``sweep``, ``merge``, ``report`` and ``experiment``."""
-    from toy_models.sweep import PRESETS
+    from toy_models.presets import PRESETS
 
     p = sub.add_parser("sweep", help="phase-diagram sweep: toys trained as vmapped batches, theory beside each cell")
     p.add_argument("--preset", choices=PRESETS, default="demo", help="a named sweep [demo]")

@@ -43,6 +43,7 @@ from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 from theory.phases import DIVERGED, FORMED
 from theory.predict import LR_MAX, Calibration, calibrate_rows, measured_phase, predict_many
 from toy_models.model import ModelConfig
+from toy_models.presets import PRESETS
 from toy_models.scores import score_predictions
 from toy_models.train import (
     TIMING_PARTS,
@@ -365,9 +366,6 @@ def preset(name: str, scale: str = "fast") -> SweepConfig:
         wds = (0.0, 0.6) if not full else (0.0, 0.3, 0.6, 1.0)
         return SweepConfig("transience", task, _cls_model(), tt, (("K", Ks), ("weight_decay", wds)), seeds)
     raise ValueError(f"preset = {name!r} is not allowed: one of {', '.join(PRESETS)}")
-
-
-PRESETS = ("demo", "chan2022", "reddy2024", "tokens", "markov", "transience")
 
 
 def load_grid_file(path: str | Path, base: SweepConfig) -> SweepConfig:
