@@ -501,7 +501,9 @@ for n in ("reddy2024", "chan2022"):
     check("noise", SCORES[n]["spearman_seed_means"]["value"] >= 0.7, f"{n} Spearman")
 # What v2 still misses: where memorisation wins in the toys (K = 64; alpha >= 1.25 at K = 8192) it forms the head
 # as well. Its circuit's noise falls with the loss memorisation takes, as its signal does, so memorisation slows
-# the escape only by the square root of the fraction of sequences it leaves; the toys stop. Asserted as measured:
+# the escape only by the square root of the fraction of sequences it leaves; the toys stop, by two mechanisms
+# that v2 lacks (section 11: the head recruited to the query itself at K = 64; the match never growing at
+# alpha >= 1.25). Asserted as measured:
 ch = measured["chan2022"]
 lost = [c for c in range(len(ch[0])) if ch[0][c].alpha >= 1.25 and all(p == "iwl" for p in ch[2][c])]
 check(
@@ -558,6 +560,73 @@ check("closed form", dc["spearman_seed_means"]["value"] >= max(0.85, dc["noise_c
 check("closed form", all(CLOSED[n]["spearman_seed_means"]["value"] >= 0.7 for n in ("reddy2024", "chan2022")))
 ceiling_rel = dc["noise_ceiling"]["median_relative_difference"]["median"]
 check("closed form", dc["median_relative_error_seed_means"]["value"] <= ceiling_rel + 0.1, "demo error")
+
+# %% [markdown]
+# ## 11. Where memorisation wins, what stops the head: a control experiment
+#
+# v2 forms the head where the toys memorise and form none (K = 64 in reddy2024; alpha >= 1.25 in chan2022), the
+# phase miss of section 9. Two hypotheses were separable on the toys themselves, by `zipfhead experiment
+# recruitment --out runs/recruitment` (the presets' toys and schedule: Adam 6e-3, 1500 steps, 2 seeds; about 4
+# minutes here), kept as `proofs_notebooks/data/recruitment.json`:
+#
+# 1. **Adam's memory.** With beta2 = 0.999 Adam divides each step by the RMS of the last ~1000 steps' gradients,
+#    the presets' whole horizon: once memorisation has collapsed the loss, the early, large gradients would still
+#    shrink every step of the circuit (v2 with this lag stops the head at K = 64, but not at alpha = 1.25).
+#    Control: the same toys with beta2 = 0.99 (a 100-step memory). **Refuted**: no head at K = 64 nor at
+#    alpha = 1.25 with either memory, and the same phases.
+# 2. **The head is recruited.** Recorded with a new measure, the layer-2 query -> itself attention
+#    (`toy_models.measures.query_self_score`, on the training mixture). At K = 64 the head attends from the query to
+#    its own item by step 100 (mass ~1.0 at the end): it has become a second in-weights path (the query's item
+#    through the head's OV to its memorised label), so its attention on the matching label falls to 0 and no
+#    induction head can form. Where the head forms (K = 256, 1024) the self mass ends at 0. **At alpha >= 1.25 it
+#    is not recruited** (self mass 0.07-0.33): the toys there stay on the copy plateau (in-context accuracy
+#    0.22-0.24 against B / N = 0.25, the matching-label score at most 0.24): the copy forms and the match never
+#    does. So the two phase misses are two mechanisms, and v2 has neither: a self slot in the head's softmax that
+#    memorisation can take over (K = 64), and whatever keeps the match from growing when a few classes carry the
+#    mass (alpha >= 1.25; K_eff = (sum_k p_k^1.5)^-2 = 23 and 8 there).
+
+# %%
+R = json.loads((HERE / "data" / "recruitment.json").read_text())
+
+
+def runs_of(sweep: str, **cell: float) -> list[dict]:
+    """The seeds' rows of one cell of a recruitment sweep."""
+    for c in R[sweep]["cells"]:
+        if all(float(c["cell"][k]) == v for k, v in cell.items()):
+            return c["seeds"]
+    raise KeyError((sweep, cell))
+
+
+for sweep, cell in (("K", {"K": 64.0}), ("K_beta2", {"K": 64.0})):
+    rows = runs_of(sweep, **cell)
+    own = [r["mix_self_score_l1_final"] for r in rows]
+    early = [r["curves"]["mix_self_score_l1"][1] for r in rows]  # step 100
+    print(
+        f"{sweep} {cell}: heads {[r['transition_step'] for r in rows]}, self mass at 100 {np.round(early, 2)}, "
+        f"final {np.round(own, 2)}"
+    )
+    check("recruitment", all(r["transition_step"] is None for r in rows), f"{sweep}: a head formed at K = 64")
+    # 0.9: the recruited head keeps ~all of the query's attention (measured 0.98-1.0); 0.5 by step 100: early
+    check("recruitment", min(own) >= 0.9 and min(early) >= 0.5, f"{sweep}: the head is not on the query itself")
+    check("recruitment", max(r["curves"]["mix_induction_score_l1"][-1] for r in rows) <= 0.05, "matching label")
+for K in (256.0, 1024.0):
+    rows = runs_of("K", K=K)
+    check("recruitment", all(r["transition_step"] is not None for r in rows), f"K = {K}: no head")
+    check("recruitment", max(r["mix_self_score_l1_final"] for r in rows) <= 0.05, f"K = {K}: self mass")
+for sweep, alpha in (("alpha", 1.25), ("alpha", 1.5), ("alpha_beta2", 1.25)):
+    rows = runs_of(sweep, alpha=alpha)
+    own = [r["mix_self_score_l1_final"] for r in rows]
+    icl = [r["icl_final"] for r in rows]
+    print(
+        f"{sweep} alpha = {alpha}: heads {[r['transition_step'] for r in rows]}, self mass {np.round(own, 2)}, "
+        f"in-context accuracy {np.round(icl, 2)} (copy plateau B / N = 0.25)"
+    )
+    check("recruitment", all(r["transition_step"] is None for r in rows), f"{sweep} {alpha}: a head formed")
+    # not recruited: the self mass stays below half (measured at most 0.33); on the copy plateau within 0.05
+    check("recruitment", max(own) < 0.5, f"{sweep} {alpha}: recruited")
+    check("recruitment", all(abs(v - 0.25) <= 0.05 for v in icl), f"{sweep} {alpha}: off the copy plateau")
+rows = runs_of("alpha", alpha=1.0)
+check("recruitment", all(r["transition_step"] is not None for r in rows), "alpha = 1: the edge moved")
 
 # %% [markdown]
 # ## Summary

@@ -30,6 +30,7 @@ from toy_models.measures import (
     loss_by_position,
     prefix_matching_score,
     previous_token_score,
+    query_self_score,
     query_to_matching_label_score,
     transition_step,
 )
@@ -278,6 +279,25 @@ def test_query_to_matching_label_score_known_answers():
     np.testing.assert_array_equal(np.asarray(query_to_matching_label_score(p[1:2], classes[1:2])), [0.0, 0.0])
 
 
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_query_self_score_matches_a_loop_twin(B, H, T, seed):
+    """The mean of each head's last diagonal entry, against a plain loop over sequences (1e-6: float32 sums)."""
+    p = random_causal(np.random.default_rng(seed), (B, H, T, T))
+    twin = [sum(float(p[b, h, T - 1, T - 1]) for b in range(B)) / B for h in range(H)]
+    np.testing.assert_allclose(np.asarray(query_self_score(jnp.asarray(p, jnp.float32))), twin, atol=1e-6)
+
+
+def test_query_self_score_known_answers():
+    """1 on a query row all on itself, 0 all on a label, 1 / T on the uniform causal row."""
+    T = 9
+    on_self = np.zeros((2, 1, T, T))
+    on_self[:, 0, -1, -1] = 1.0
+    on_label = np.zeros((2, 1, T, T))
+    on_label[:, 0, -1, 1] = 1.0
+    np.testing.assert_array_equal(np.asarray(query_self_score(np.concatenate([on_self, on_label], 1))), [1.0, 0.0])
+    np.testing.assert_allclose(np.asarray(query_self_score(uniform_causal(T, (3, 1)))), [1 / T], atol=1e-7)
+
+
 @given(st.sampled_from([1, 4]), st.sampled_from([1, 6]), st.integers(2, 6), st.integers(0, 2**32 - 1))
 def test_query_to_matching_label_score_is_invariant_under_relabelling_classes(B, N, K, seed):
     """Permuting class ids consistently keeps every equality between classes, so the score is exactly unchanged."""
@@ -303,6 +323,7 @@ def test_measures_run_under_jit_and_vmap():
         (prefix_matching_score, (pattern[0], tokens)),
         (item_to_label_previous_score, (pattern[1],)),
         (query_to_matching_label_score, (pattern[1], classes)),
+        (query_self_score, (pattern[1],)),
     ]:
         np.testing.assert_allclose(np.asarray(jax.jit(f)(*args)), np.asarray(f(*args)), atol=1e-6)
     per_layer = jax.vmap(prefix_matching_score, in_axes=(0, None))(pattern, tokens)

@@ -257,6 +257,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, theory_only: bool = False)
             "--lrs", type=float, nargs="+", default=None, help="several learning rates: one model per lr x seed"
         )
         _flag(g, "momentum", float, "sgd momentum [0.9]")
+        _flag(g, "beta2", float, "Adam's second-moment decay: a memory of 1 / (1 - beta2) steps [0.999]")
     _flag(g, "weight_decay", float, "decoupled weight decay, AdamW's (per step: lr x weight_decay) [0]")
     _flag(g, "decay_on", str, "which weights decay: all, or attention (the in-context path only) [all]")
     train_flags = [
@@ -307,6 +308,7 @@ def run_config_from_args(args: argparse.Namespace):
             "optimizer",
             "lr",
             "momentum",
+            "beta2",
             "weight_decay",
             "decay_on",
             "warmup_steps",

@@ -140,7 +140,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def add_sweep_parsers(sub: Any) -> None:
     """Register ``sweep``, ``merge``, ``report`` and ``experiment``."""
-    from toy_models.presets import PRESETS
+    from toy_models.presets import EXPERIMENT_NAMES, PRESETS
 
     p = sub.add_parser("sweep", help="phase-diagram sweep: toys trained as vmapped batches, theory beside each cell")
     p.add_argument("--preset", choices=PRESETS, default="demo", help="a named sweep [demo]")
@@ -187,7 +187,12 @@ def add_sweep_parsers(sub: Any) -> None:
     m.set_defaults(func=_cmd_merge)
 
     e = sub.add_parser("experiment", help="a control experiment: its sweeps, then findings.json")
-    e.add_argument("name", choices=("repetition",), help="repetition: what repetition across sequences teaches")
+    e.add_argument(
+        "name",
+        choices=EXPERIMENT_NAMES,
+        help="repetition: what repetition across sequences teaches; recruitment: where the head goes when "
+        "memorisation wins",
+    )
     e.add_argument("--out", default=None, help="the experiment's directory [runs/<name>]")
     e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     e.set_defaults(func=_cmd_experiment)

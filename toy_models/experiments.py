@@ -12,10 +12,20 @@ differ in the data only:
 * ``features``: K in {512, 2048, 8192, 16384} for 1000 steps, 2 seeds: the item features' growth before the head
   forms (``item_embed_norm``, the RMS norm of the embedding's item rows; ``unembed_norm``, of the unembedding).
 
+``recruitment`` asks why no head forms where memorisation wins (K = 64 in ``reddy2024``, alpha >= 1.25 in
+``chan2022``), on those presets' toys and schedule:
+
+* ``K``: K in {64, 256, 1024} at B = 2; ``alpha``: alpha in {0.75, 1, 1.25, 1.5} at p_B = 0.75 (K = 8192);
+* ``K_beta2``, ``alpha_beta2``: K = 64 and alpha = 1.25 with Adam's second-moment memory cut from 1000 steps to
+  100 (beta2 = 0.99): the control for the hypothesis that Adam's memory of the early, large gradients stalls the
+  circuit.
+
 Every sweep records the sub-circuits' clocks beside the in-context accuracy: the layer-1 label -> item
 (previous-token) score ``prev_score_l0`` and the layer-2 query -> matching-label score ``induction_score_l1``,
-both on novel-class sequences. :func:`collect` reads the finished sweeps into one JSON-ready dict (with the full
-configs), which ``proofs_notebooks/04_repetition.py`` reads back and asserts on.
+both on novel-class sequences, and the layer-2 query -> itself score on the training mixture
+``mix_self_score_l1`` (:func:`toy_models.measures.query_self_score`). :func:`collect` reads the finished sweeps
+into one JSON-ready dict (with the full configs), which ``proofs_notebooks/04_repetition.py`` reads back and
+asserts on.
 """
 
 from __future__ import annotations
@@ -29,10 +39,11 @@ import numpy as np
 
 from theory.predict import icl_threshold
 from theory.transition import curve_phase_flags, half_rise, smoothed_curve
+from toy_models.presets import EXPERIMENT_NAMES
 from toy_models.sweep import SweepConfig, preset
 from toy_models.train import headline_chance, headline_measure, task_kind
 
-__all__ = ["EXPERIMENTS", "collect", "repetition_sweeps", "run_experiment"]
+__all__ = ["EXPERIMENTS", "collect", "recruitment_sweeps", "repetition_sweeps", "run_experiment"]
 
 REPETITION_STEPS = 3000
 REPETITION_SEEDS = (0, 1, 2)
@@ -49,6 +60,7 @@ CURVES = (
     "induction_score_l1",
     "mix_induction_score_l0",
     "mix_induction_score_l1",
+    "mix_self_score_l1",
 )
 REPETITION_KS = (256.0, 384.0, 512.0, 768.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
 
@@ -82,7 +94,33 @@ def repetition_sweeps(
     }
 
 
-EXPERIMENTS = {"repetition": repetition_sweeps}
+def recruitment_sweeps() -> dict[str, SweepConfig]:
+    """The sweeps of the ``recruitment`` experiment (see the module docstring), by name: the presets' own toys and
+    schedule (Adam 6e-3, 1500 steps, 2 seeds)."""
+    reddy, chan = preset("reddy2024"), preset("chan2022")
+    short_memory = dataclasses.replace(reddy.train, beta2=0.99)
+    return {
+        "K": dataclasses.replace(reddy, name="recruitment_K", axes=(("K", (64.0, 256.0, 1024.0)), ("B", (2.0,)))),
+        "alpha": dataclasses.replace(
+            chan, name="recruitment_alpha", axes=(("alpha", (0.75, 1.0, 1.25, 1.5)), ("p_B", (0.75,)))
+        ),
+        "K_beta2": dataclasses.replace(
+            reddy, name="recruitment_K_beta2", train=short_memory, axes=(("K", (64.0,)), ("B", (2.0,)))
+        ),
+        "alpha_beta2": dataclasses.replace(
+            chan,
+            name="recruitment_alpha_beta2",
+            train=dataclasses.replace(chan.train, beta2=0.99),
+            axes=(("alpha", (1.25,)), ("p_B", (0.75,))),
+        ),
+    }
+
+
+EXPERIMENTS = {"repetition": repetition_sweeps, "recruitment": recruitment_sweeps}
+assert tuple(EXPERIMENTS) == EXPERIMENT_NAMES  # the command line offers the JAX-free list
+#: experiments whose sweeps predict with the packaged calibration instead of fitting one (too few cells that
+#: transition to fit on)
+PACKAGED_CALIBRATION = ("recruitment",)
 
 
 def _first_crossing(steps: np.ndarray, curve: np.ndarray, level: float) -> float | None:
@@ -124,7 +162,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             if "iwl_acc" in v:
                 row["iwl_final"] = float(v["iwl_acc"][-3:].mean())
             row["curves"] = {name: v[name].tolist() for name in CURVES if name in v}
-            for name in ("prev_score_l0", "induction_score_l1"):
+            for name in ("prev_score_l0", "induction_score_l1", "mix_self_score_l1"):
                 if name in v:
                     curve = v[name]
                     row[f"{name}_final"] = float(curve[-3:].mean())
@@ -140,6 +178,7 @@ def run_experiment(name: str, out_dir: str | Path, *, progress: bool = True) -> 
     """Run (or resume) every sweep of experiment ``name`` under ``out_dir``/<sweep>, then write
     ``out_dir``/findings.json (write, then rename) with each sweep's :func:`collect`; returns it."""
     from theory._io import atomic_write
+    from theory.predict import load_calibration
     from toy_models.sweep import run_sweep
 
     if name not in EXPERIMENTS:
@@ -147,7 +186,8 @@ def run_experiment(name: str, out_dir: str | Path, *, progress: bool = True) -> 
     out = Path(out_dir)
     findings: dict[str, Any] = {"experiment": name}
     for sweep_name, cfg in EXPERIMENTS[name]().items():
-        run_sweep(cfg, out / sweep_name, progress=progress)
+        calibration = load_calibration() if name in PACKAGED_CALIBRATION else None
+        run_sweep(cfg, out / sweep_name, progress=progress, calibration=calibration)
         findings[sweep_name] = collect(out / sweep_name)
     atomic_write(out / "findings.json", lambda f: json.dump(findings, f, indent=1), mode="w")
     return findings

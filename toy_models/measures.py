@@ -44,6 +44,7 @@ __all__ = [
     "loss_by_position",
     "prefix_matching_score",
     "previous_token_score",
+    "query_self_score",
     "query_to_matching_label_score",
     "transition_step",
 ]
@@ -286,6 +287,25 @@ def query_to_matching_label_score(pattern_layer: jnp.ndarray, classes: jnp.ndarr
     num = (mass * has).reshape(-1, H).sum(0)
     den = jnp.broadcast_to(has, mass.shape).reshape(-1, H).sum(0)
     return _safe_ratio(num, den)
+
+
+def query_self_score(pattern_layer: jnp.ndarray) -> jnp.ndarray:
+    """Query -> itself score per head: the attention mass the query position keeps on its own token.
+
+    The head's in-weights use: a head that attends from the query to the query's own item passes the item through
+    its OV circuit to the label logits, a second memorisation path. Where memorisation wins in the toys, the
+    layer-2 head ends there (self score ~1, notebook 04 section 11) instead of on the matching label.
+
+    Args:
+        pattern_layer: attention pattern (..., H, T, T) of one layer, e.g. (B, H, T, T).
+
+    Returns:
+        (H,): mean over the leading dims of pattern[..., h, T - 1, T - 1] (attention mass in [0, 1]).
+    """
+    pattern_layer = jnp.asarray(pattern_layer)
+    _check_pattern(pattern_layer, "pattern_layer")
+    vals = pattern_layer[..., -1, -1]  # (..., H)
+    return vals.reshape(-1, vals.shape[-1]).mean(0)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""The named sweeps' names, importable without JAX (the command line offers them when it builds its parser).
+"""The named sweeps' and experiments' names, importable without JAX (the command line offers them when it builds
+its parser).
 
-Each name's configuration is built by :func:`toy_models.sweep.preset`, which needs the toys' config classes.
+Each sweep's configuration is built by :func:`toy_models.sweep.preset`, each experiment's sweeps by
+:data:`toy_models.experiments.EXPERIMENTS`; both need the toys' config classes.
 """
 
 from __future__ import annotations
 
-__all__ = ["PRESETS"]
+__all__ = ["EXPERIMENT_NAMES", "PRESETS"]
 
 #: the named sweeps of ``zipfhead sweep --preset`` (the first is the default, ``make demo``'s)
 PRESETS = ("demo", "chan2022", "reddy2024", "tokens", "markov", "transience")
+#: the control experiments of ``zipfhead experiment``
+EXPERIMENT_NAMES = ("repetition", "recruitment")

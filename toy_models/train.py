@@ -65,6 +65,8 @@ class TrainConfig:
         optimizer: ``adam`` (AdamW when weight_decay > 0) or ``sgd`` (with momentum).
         lr: learning rate (a run may give each model its own, see :class:`RunConfig`).
         momentum: SGD momentum.
+        beta2: Adam's second-moment decay; its memory is 1 / (1 - beta2) steps (1000 at the default 0.999, as
+            long as the presets' whole horizon: the early, large gradients still weigh on every step then).
         weight_decay: decoupled weight decay (per step the weights shrink by lr x weight_decay, as in AdamW).
         decay_on: which weights decay: ``all``, or ``attention`` (the heads' Q, K, V, O weights and biases only:
             the in-context path, leaving the embedding-unembedding path that memorises free, as in Nguyen &
@@ -84,6 +86,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 3e-3
     momentum: float = 0.9
+    beta2: float = 0.999
     weight_decay: float = 0.0
     decay_on: str = "all"
     warmup_steps: int = 0
@@ -100,6 +103,7 @@ class TrainConfig:
         set_(self, "optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
         set_(self, "lr", check_real("lr", self.lr, 0.0, 1e3, low_open=True))
         set_(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0))
+        set_(self, "beta2", check_real("beta2", self.beta2, 0.0, 1.0 - 1e-7))  # 1: v never moves from 0
         set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0, 10.0))
         set_(self, "decay_on", check_choice("decay_on", self.decay_on, DECAY_ON))
         set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, 0, 10**9))
@@ -252,10 +256,10 @@ def _attention_mask(params: Any) -> Any:
     }
 
 
-def _adamw(mask: Callable | None) -> Callable:
+def _adamw(mask: Callable | None, beta2: float = 0.999) -> Callable:
     # optax.adamw's numeric arguments, defaults included, so that the injected state keeps the layout of
     # inject_hyperparams(optax.adamw) (checkpoints written before the mask existed still load)
-    def factory(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=1e-4):
+    def factory(learning_rate, b1=0.9, b2=beta2, eps=1e-8, eps_root=0.0, weight_decay=1e-4):
         return optax.adamw(learning_rate, b1, b2, eps, eps_root, weight_decay=weight_decay, mask=mask)
 
     return factory
@@ -277,7 +281,7 @@ def make_optimizer(
     mask = _attention_mask if tcfg.decay_on == "attention" else None
     wd = tcfg.weight_decay if weight_decay is None else weight_decay
     if tcfg.optimizer == "adam":
-        base = optax.inject_hyperparams(_adamw(mask))(learning_rate=lr, weight_decay=wd)
+        base = optax.inject_hyperparams(_adamw(mask, tcfg.beta2))(learning_rate=lr, weight_decay=wd)
     else:
         base = optax.inject_hyperparams(_sgdw(mask))(learning_rate=lr, momentum=tcfg.momentum, weight_decay=wd)
     if tcfg.warmup_steps:
@@ -518,6 +522,7 @@ class Engine:
                         out[f"{prefix}induction_score"] = jax.vmap(ms.query_to_matching_label_score, (0, None))(
                             pattern, s["classes"]
                         )
+                        out[f"{prefix}self_score"] = jax.vmap(ms.query_self_score)(pattern)
                 return out
 
         elif run.kind == "markov":
