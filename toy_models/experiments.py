@@ -60,6 +60,7 @@ CURVES = (
     "induction_score_l1",
     "mix_induction_score_l0",
     "mix_induction_score_l1",
+    "mix_self_score_l0",
     "mix_self_score_l1",
 )
 REPETITION_KS = (256.0, 384.0, 512.0, 768.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
