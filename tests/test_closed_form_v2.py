@@ -67,6 +67,23 @@ def test_rebuild_clock_against_quadrature(K, leak, kappa, iw_speed):
     assert esc.gain == pytest.approx(esc.read_out / (2 * (lam + beta * esc.read_out**2)), rel=1e-12)
 
 
+@given(
+    K=st.integers(8, 1 << 15),  # >= N / B for every B drawn
+    B=st.sampled_from([1, 2, 4, 8]),
+    p_B=st.floats(0.0, 1.0),
+    p_C=st.floats(0.0, 1.0),
+    alpha=st.floats(0.0, 2.5),
+    L=st.sampled_from([8, 16, 32]),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_valid_task_gives_a_time_or_none(K, B, p_B, p_C, alpha, L):
+    """Every valid distribution gives a positive time (flow units) or inf, never an error: p_B = p_C = 0 leaves no
+    bursty drive, N = B no distractor, p_C = 1 nothing to memorise."""
+    t = ClassificationTask(K=K, N=8, D=16, L=L, B=B, p_B=p_B, p_C=p_C, eps=0.1, alpha=alpha)
+    esc = escape_v2(t, ADAM)
+    assert esc.time == math.inf or esc.time >= 1.0  # the collapse alone takes COLLAPSE_TIME = 1
+
+
 def test_effective_classes_of_a_zipf_law():
     """K_eff = (sum_k p_k^(3/2))^-2 against a direct sum over mpmath-free float64 probabilities (1e-12: rounding)."""
     for K, alpha in ((1000, 0.0), (8192, 0.5), (8192, 1.25)):

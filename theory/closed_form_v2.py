@@ -146,6 +146,8 @@ def escape_v2(task: ClassificationTask, params: ParamsV2) -> EscapeV2:
         growth = 2.0 * gain * (w * w - w1 * w1) / (4.0 * k * lam)  # 2 ln(a / a0)
         e = w / (2.0 * (lam + beta * w * w))
         match = growth + 2.0 * math.log(e) - need
+        if drive <= 0.0 or H <= 0.0:  # no bursty drive on the match (p_B = p_C = 0): the feedback never fires
+            return match, -math.inf
         pull = growth + math.log(s * params.init**2 * time(w) * drive) - math.log(H * (lam + beta * w * w))
         return match, pull
 
