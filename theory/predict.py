@@ -45,6 +45,7 @@ from theory.reduced import ReducedParams
 from theory.reduced_markov import MarkovCases, integrate_markov, markov_cases, stream_cases
 from theory.reduced_markov import closed_form as closed_form_mixture
 from theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
+from theory.schedule import Schedule
 from theory.transition import curve_phase_flags
 
 __all__ = [
@@ -263,10 +264,10 @@ def predict_many(
     *,
     lr: float | list[float],
     steps: int,
-    optimizer: str = "adam",
-    batch_size: int = 64,
-    weight_decay: float | list[float] = 0.0,
-    decay_on: str = "all",
+    optimizer: str = Schedule.optimizer,
+    batch_size: int = Schedule.batch_size,
+    weight_decay: float | list[float] = Schedule.weight_decay,
+    decay_on: str = Schedule.decay_on,
     n_layers: int = 2,
     calibration: Calibration | None = None,
     closed_form: bool = True,

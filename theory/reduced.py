@@ -47,6 +47,7 @@ from theory._codegen import kernel_module, write_module
 from theory._reduced_kernel import case_terms
 from theory._validate import check_int, check_real
 from theory.distributions import ClassificationTask
+from theory.schedule import DECAY_ON
 
 __all__ = [
     "CASE_LOSS",
@@ -237,7 +238,6 @@ def classification_cases(task: ClassificationTask, *, max_bins: int = 12, tail: 
 
 
 # --------------------------------------------------------------------------------------------------- parameters
-DECAY_ON = ("all", "attention")
 
 
 @dataclass(frozen=True)

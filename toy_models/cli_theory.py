@@ -9,7 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from toy_models.cli_flags import add_distribution_flags, add_train_flags, task_from_args
+
 __all__ = ["add_calibrate_parser", "add_predict_parser"]
+
+#: the schedule's fields, each a flag of ``predict`` (theory.schedule.Schedule; unset flags keep its defaults)
+SCHEDULE_FIELDS = ("optimizer", "lr", "steps", "batch_size", "weight_decay", "decay_on")
 
 
 def _grid_axis(spec: str) -> tuple[str, np.ndarray]:
@@ -32,20 +37,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from theory._io import atomic_write
     from theory.phases import PHASES
     from theory.predict import load_calibration, phase_grid, predict
-    from toy_models.cli import task_from_args
+    from theory.schedule import Schedule
 
     task = task_from_args(args)
     cal = load_calibration(args.calibration)
-    kw: dict[str, Any] = {
-        "lr": 3e-3 if args.lr is None else args.lr,
-        "steps": 2000 if args.steps is None else args.steps,
-        "weight_decay": 0.0 if args.weight_decay is None else args.weight_decay,
-        "decay_on": "all" if args.decay_on is None else args.decay_on,
-        "optimizer": "adam" if args.optimizer is None else args.optimizer,
-        "batch_size": 64 if args.batch_size is None else args.batch_size,
-        "n_layers": 2 if getattr(args, "n_layers", None) is None else args.n_layers,
-        "calibration": cal,
-    }
+    given = {n: getattr(args, n) for n in SCHEDULE_FIELDS if getattr(args, n, None) is not None}
+    kw: dict[str, Any] = Schedule(**given).to_dict() | {"calibration": cal}
+    if getattr(args, "n_layers", None) is not None:
+        kw["n_layers"] = args.n_layers
     if args.grid:
         if len(args.grid) != 2:
             raise ValueError(f"--grid needs two axes, got {len(args.grid)}: --grid alpha=0:2:100 p_B=0:1:100")
@@ -118,7 +117,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_predict_parser(sub: Any, add_distribution_flags: Any, add_train_flags: Any) -> None:
+def add_predict_parser(sub: Any) -> None:
     """Register ``zipfhead predict``: ``train``'s distribution flags, and of its model and optimiser flags only
     those the theory reads."""
     p = sub.add_parser("predict", help="the theory's transition step and phase for a distribution")

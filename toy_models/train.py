@@ -42,14 +42,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from theory._io import atomic_write, remove
 from theory._validate import check_choice, check_int, check_real
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
+from theory.schedule import DECAY_ON, OPTIMIZERS, Schedule
 from toy_models import measures as ms
 from toy_models.model import ModelConfig, forward, init_params
 from toy_models.tasks import ClassificationStream, MarkovStream, TokenStream, classification_inputs, derive_seed
 
 __all__ = ["RunConfig", "TrainConfig", "train"]
 
-OPTIMIZERS = ("adam", "sgd")
-DECAY_ON = ("all", "attention")
 #: where training batches are drawn: ``host`` (the Numba samplers, streamed in by chunk) or ``device`` (the JAX
 #: twins of :mod:`toy_models.device_samplers`, inside the compiled chunk; classification and token streams)
 SAMPLERS = ("host", "device")
@@ -83,15 +82,15 @@ class TrainConfig:
             random streams, so their numbers differ; evaluation sets come from the host samplers in both.
     """
 
-    optimizer: str = "adam"
-    lr: float = 3e-3
+    optimizer: str = Schedule.optimizer
+    lr: float = Schedule.lr
     momentum: float = 0.9
     beta2: float = 0.999
-    weight_decay: float = 0.0
-    decay_on: str = "all"
+    weight_decay: float = Schedule.weight_decay
+    decay_on: str = Schedule.decay_on
     warmup_steps: int = 0
-    batch_size: int = 64
-    steps: int = 2000
+    batch_size: int = Schedule.batch_size
+    steps: int = Schedule.steps
     eval_every: int = 100
     dense_factor: int = 4
     eval_size: int = 512
@@ -117,6 +116,11 @@ class TrainConfig:
                 f"eval_every must be a multiple of {self.dense_factor}"
             )
         set_(self, "eval_size", check_int("eval_size", self.eval_size, 1, 1 << 20))
+
+    @property
+    def schedule(self) -> Schedule:
+        """What the theory reads of this config (:class:`theory.schedule.Schedule`)."""
+        return Schedule(self.optimizer, self.lr, self.steps, self.batch_size, self.weight_decay, self.decay_on)
 
     @property
     def chunk(self) -> int:

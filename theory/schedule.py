@@ -1,0 +1,54 @@
+"""The training schedule that the theory reads from a toy: one frozen record shared by both halves.
+
+:class:`toy_models.train.TrainConfig` takes its defaults from :class:`Schedule` and hands one out
+(:attr:`toy_models.train.TrainConfig.schedule`); ``zipfhead predict`` builds one from its flags. The toys' other
+training settings (momentum, Adam's beta2, warm-up, evaluation, sampler) do not enter the reduced models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from theory._validate import check_choice, check_int, check_real
+
+__all__ = ["DECAY_ON", "OPTIMIZERS", "Schedule"]
+
+#: the optimisers: ``adam`` (AdamW when weight_decay > 0) or ``sgd`` (with momentum)
+OPTIMIZERS = ("adam", "sgd")
+#: which weights decay: ``all``, or ``attention`` (the heads only: the in-context path)
+DECAY_ON = ("all", "attention")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimiser, learning rate, horizon, batch and decoupled weight decay.
+
+    Attributes:
+        optimizer: one of :data:`OPTIMIZERS`.
+        lr: learning rate, in (0, 1000].
+        steps: training steps (the horizon), >= 1.
+        batch_size: sequences per step, >= 1.
+        weight_decay: decoupled weight decay (per step the weights shrink by lr x weight_decay), in [0, 10].
+        decay_on: one of :data:`DECAY_ON`.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    steps: int = 2000
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    decay_on: str = "all"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
+        set_(self, "lr", check_real("lr", self.lr, 0.0, 1e3, low_open=True))
+        set_(self, "steps", check_int("steps", self.steps, 1, 10**9))
+        set_(self, "batch_size", check_int("batch_size", self.batch_size, 1, 1 << 20))
+        set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0, 10.0))
+        set_(self, "decay_on", check_choice("decay_on", self.decay_on, DECAY_ON))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (the keyword arguments of :func:`theory.predict.predict_many`)."""
+        return asdict(self)
