@@ -838,7 +838,8 @@ import json
 from pathlib import Path
 
 from theory.closed_form_v2 import effective_classes, escape_v2
-from theory.predict import Calibration, predict_many
+from theory.predict import Calibration, predict_many, reduced_params
+from theory.schedule import Schedule
 
 ew, wv, lam_, beta_, k_, H_, rho_, nb_, Ke_ = sp.symbols("e w lambda beta k H rho n K_eff", positive=True)
 e_drift = sp.sqrt(nb_) * H_ * (wv - 2 * ew * (lam_ + beta_ * wv**2))
@@ -875,22 +876,12 @@ passed("12 closed form v2", 4)
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 PRESETS = json.loads((HERE / "data" / "presets.json").read_text())
 DEMO_FIT = Calibration(**PRESETS["demo_calibration"])
-ADAM_V2 = ParamsV2(
-    D=16,
-    kappa=DEMO_FIT.kappa,
-    iw_speed=DEMO_FIT.iw_speed,
-    init=DEMO_FIT.init,
-    leak=DEMO_FIT.leak,
-    spread=DEMO_FIT.spread,
-    optimizer="adam",
-    batch=64,
-)
 Ks = [256, 384, 512, 768, 1024, 2048, 4096, 16384, 65536]
 v2_tasks = [ClassificationTask(K=K, N=8, D=16, L=16, B=2, p_B=0.75, eps=0.1, alpha=0.0) for K in Ks]
 per_step = DEMO_FIT.time_scale * 6e-3
 long_run = predict_many(v2_tasks, lr=6e-3, steps=20000, calibration=DEMO_FIT, closed_form=False)
 integrated = [p["transition_step"] * per_step for p in long_run]
-closed_v2 = [escape_v2(t, ADAM_V2).time for t in v2_tasks]
+closed_v2 = [escape_v2(t, reduced_params(t, DEMO_FIT, Schedule(lr=6e-3))).time for t in v2_tasks]
 ratio = np.array(closed_v2) / np.array(integrated)
 print("closed form / integration by K:", {K: round(float(q), 2) for K, q in zip(Ks, ratio, strict=True)})
 band = [q for K, q in zip(Ks, ratio, strict=True) if 384 <= K <= 4096]
@@ -902,7 +893,7 @@ for off in (
     ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_C=1.0, eps=0.1, alpha=0.0),
     ClassificationTask(K=1024, N=8, D=16, L=16, B=2, eps=0.1, alpha=0.0, label_map="per_sequence"),
 ):
-    assert escape_v2(off, ADAM_V2).time == math.inf
+    assert escape_v2(off, reduced_params(off, DEMO_FIT)).time == math.inf
 passed("12 closed form v2", 2)
 
 # %% [markdown]

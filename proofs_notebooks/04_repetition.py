@@ -528,23 +528,14 @@ check(
 
 # %%
 from theory.closed_form_v2 import escape_v2
-from theory.reduced_v2 import ParamsV2
+from theory.predict import reduced_params
+from theory.schedule import Schedule
 
-ADAM_V2 = ParamsV2(
-    D=16,
-    kappa=FIT_DEMO.kappa,
-    iw_speed=FIT_DEMO.iw_speed,
-    init=FIT_DEMO.init,
-    leak=FIT_DEMO.leak,
-    spread=FIT_DEMO.spread,
-    optimizer="adam",
-    batch=64,
-)
 CLOSED = {}
 for n in names:
     tasks, steps, phases = measured[n]
     per_step = FIT_DEMO.time_scale * 6e-3
-    closed_steps = [escape_v2(t, ADAM_V2).time / per_step for t in tasks]
+    closed_steps = [escape_v2(t, reduced_params(t, FIT_DEMO, Schedule(lr=6e-3))).time / per_step for t in tasks]
     held = [c for c in range(len(tasks)) if n != "demo" or c not in DEMO_CAL_CELLS]
     sc = CLOSED[n] = score_predictions(held, steps, phases, closed_steps, [p["phase"] for p in PRED[n]])
     print(

@@ -19,21 +19,13 @@ from scipy import integrate, stats
 
 from theory.closed_form_v2 import effective_classes, escape_v2
 from theory.distributions import ClassificationTask, Zipf
-from theory.predict import Calibration, predict_many
+from theory.predict import Calibration, predict_many, reduced_params
 from theory.reduced_v2 import ParamsV2
+from theory.schedule import Schedule
 
 PRESETS = json.loads((Path(__file__).resolve().parents[1] / "proofs_notebooks" / "data" / "presets.json").read_text())
 DEMO = Calibration(**PRESETS["demo_calibration"])
-ADAM = ParamsV2(
-    D=16,
-    kappa=DEMO.kappa,
-    iw_speed=DEMO.iw_speed,
-    init=DEMO.init,
-    leak=DEMO.leak,
-    spread=DEMO.spread,
-    optimizer="adam",
-    batch=64,
-)
+ADAM = reduced_params(ClassificationTask(K=1024, N=8, D=16, L=16, B=2), DEMO, Schedule(lr=6e-3))
 
 
 def task(K: int, **kw) -> ClassificationTask:

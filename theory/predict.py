@@ -61,6 +61,7 @@ __all__ = [
     "phase_grid",
     "predict",
     "predict_many",
+    "reduced_params",
     "theory_threshold",
 ]
 
@@ -213,6 +214,20 @@ def _params(
     if isinstance(task, ClassificationTask):
         return ParamsV2(D=task.D, leak=cal.leak, spread=cal.spread, **common)
     return ReducedParams(D=1, **common)
+
+
+def reduced_params(
+    task: ClassificationTask | TokenStreamTask | MarkovTask,
+    calibration: Calibration | None = None,
+    schedule: Schedule | None = None,
+    n_layers: int = 2,
+) -> ReducedParams:
+    """The reduced model's parameters for a toy trained on ``task`` with ``schedule`` (default: :class:`Schedule`'s
+    defaults), under ``calibration`` (default: the packaged file): :class:`theory.reduced_v2.ParamsV2` for
+    classification, :class:`theory.reduced.ReducedParams` otherwise. What :func:`predict_many` integrates."""
+    cal = load_calibration() if calibration is None else calibration
+    sch = Schedule() if schedule is None else schedule
+    return _params(task, cal, sch.weight_decay, sch.optimizer, sch.batch_size, sch.decay_on, n_layers)
 
 
 def _cases(task: ClassificationTask | TokenStreamTask | MarkovTask):

@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from theory._io import atomic_write, remove
 from theory._validate import check_choice, check_int, check_real
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
-from theory.schedule import DECAY_ON, OPTIMIZERS, Schedule
+from theory.schedule import Schedule
 from toy_models import measures as ms
 from toy_models.model import ModelConfig, forward, init_params
 from toy_models.tasks import ClassificationStream, MarkovStream, TokenStream, classification_inputs, derive_seed
@@ -99,15 +99,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "sampler", check_choice("sampler", self.sampler, SAMPLERS))
-        set_(self, "optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
-        set_(self, "lr", check_real("lr", self.lr, 0.0, 1e3, low_open=True))
+        # the schedule's fields are validated (and normalised) by the one record the theory also reads
+        schedule = Schedule(self.optimizer, self.lr, self.steps, self.batch_size, self.weight_decay, self.decay_on)
+        for name, value in schedule.to_dict().items():
+            set_(self, name, value)
         set_(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0))
         set_(self, "beta2", check_real("beta2", self.beta2, 0.0, 1.0 - 1e-7))  # 1: v never moves from 0
-        set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0, 10.0))
-        set_(self, "decay_on", check_choice("decay_on", self.decay_on, DECAY_ON))
         set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, 0, 10**9))
-        set_(self, "batch_size", check_int("batch_size", self.batch_size, 1, 1 << 20))
-        set_(self, "steps", check_int("steps", self.steps, 1, 10**9))
         set_(self, "dense_factor", check_int("dense_factor", self.dense_factor, 1, 64))
         set_(self, "eval_every", check_int("eval_every", self.eval_every, self.dense_factor, 10**9))
         if self.eval_every % self.dense_factor:
