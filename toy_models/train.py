@@ -100,8 +100,7 @@ class TrainConfig:
         set_ = object.__setattr__
         set_(self, "sampler", check_choice("sampler", self.sampler, SAMPLERS))
         # the schedule's fields are validated (and normalised) by the one record the theory also reads
-        schedule = Schedule(self.optimizer, self.lr, self.steps, self.batch_size, self.weight_decay, self.decay_on)
-        for name, value in schedule.to_dict().items():
+        for name, value in self.schedule.to_dict().items():
             set_(self, name, value)
         set_(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0))
         set_(self, "beta2", check_real("beta2", self.beta2, 0.0, 1.0 - 1e-7))  # 1: v never moves from 0
