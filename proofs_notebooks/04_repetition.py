@@ -25,7 +25,8 @@
 # The numbers come from `zipfhead experiment repetition --out runs/repetition` (four sweeps of the demo's toy:
 # N = 8, D = 16, L = 16, B = 2, p_B = 1, alpha = 0, eps = 0.1, Adam 3e-3, batch 64; about 20 minutes on this
 # 2-core machine), whose `findings.json` is kept, with the sweeps' full configs, as
-# `proofs_notebooks/data/repetition.json`. The fast versions of the findings train in `tests/test_repetition.py`.
+# `proofs_notebooks/data/repetition.json`. The fast versions of the findings train in
+# `tests/acceptance/test_repetition.py`.
 #
 # | sweep | what varies | models |
 # |---|---|---|

@@ -139,7 +139,7 @@ check("marginal", worst < 1e-13, "float64 log-gamma against exact rationals (val
 #
 # `exact_losses` enumerates every sequence of a small chain with its marginal probability. Sampled sequences
 # (`sample_markov`, whose Numba kernel is checked draw for draw against a plain-Python twin in
-# `tests/test_markov.py`) must give the same mean losses, within their standard errors. Two further identities:
+# `tests/unit/test_markov.py`) must give the same mean losses, within their standard errors. Two further identities:
 # the first bigram loss is H(p) (no transition seen: the prediction is p, and x_2 averaged over P is p), and the
 # expected entropy of one Dirichlet(beta p) row is psi(beta + 1) - sum_j p_j psi(beta p_j + 1) (the loss of an
 # oracle that knows P, at the first step, whose state is independent of P).

@@ -5,7 +5,7 @@ A kill at any moment leaves either the old file or the new one, never a mixture;
 ``.tmp`` file, which the writers that resume (the sweep, the trainer) remove. The theory half lives below the toys
 (toy_models imports theory, never the reverse), so the one helper lives here and both halves use it.
 
-:data:`WRITE_HOOK` lets a test stop a job between any two writes, as a kill would (``tests/test_sweep.py``'s
+:data:`WRITE_HOOK` lets a test stop a job between any two writes, as a kill would (``tests/unit/test_sweep.py``'s
 kill-point test): when set, it is called as ``hook(path, event)`` with ``event`` ``"written"`` (the ``.tmp`` is
 complete, the rename not yet done), ``"renamed"`` (the file is in place) or ``"removed"`` (a file was deleted by
 :func:`remove`).

@@ -1,7 +1,7 @@
 """Closed forms of the reduced model (:mod:`theory.reduced`): plateau, escape, memorisation, phase.
 
 Every formula is derived in ``proofs_notebooks/02_induction_reduced_model.py`` (sympy, asserted) and compared with
-numerical integration of the reduced model in ``tests/test_closed_form.py``. Symbols as in
+numerical integration of the reduced model in ``tests/unit/test_closed_form.py``. Symbols as in
 :mod:`theory.distributions`; flow time t as in :mod:`theory.reduced`; n = N / B classes per bursty context,
 M = L - n labels absent from it, s = 1 / (1 + eps^2), p_b = p_C + (1 - p_C) p_B the bursty mass.
 
@@ -74,7 +74,7 @@ def lambert_w(z: np.ndarray | float) -> np.ndarray:
     """Principal branch W(z) for z >= 0 (Halley's iteration, to float64 precision). Shape of ``z``.
 
     For large z the start is ln z - ln ln z; the loop runs 12 Halley steps, within 2.3e-16 relative of mpmath on
-    2000 points log-spaced over [1e-300, 1e300] (and tests/test_closed_form.py).
+    2000 points log-spaced over [1e-300, 1e300] (and tests/unit/test_closed_form.py).
     """
     z = np.asarray(z, dtype=np.float64)
     if np.any(z < 0) or not np.all(np.isfinite(z)):

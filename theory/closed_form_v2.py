@@ -2,9 +2,10 @@
 its rebuild by memorisation, and the circuit's noise-limited escape.
 
 Derived and asserted in ``proofs_notebooks/02_induction_reduced_model.py``, section 12; compared with v2's
-integration and with the stored toys in ``tests/test_closed_form_v2.py``. Symbols as in :mod:`theory.distributions`;
-flow time t as in :mod:`theory.reduced`; lambda the leak, rho the in-weights clock, sigma the spread and n the batch
-(:class:`theory.reduced_v2.ParamsV2`); s = 1 / (1 + eps^2); cap = kappa D L s the capacity.
+integration and with the stored toys in ``tests/unit/test_closed_form_v2.py``. Symbols as in
+:mod:`theory.distributions`; flow time t as in :mod:`theory.reduced`; lambda the leak, rho the in-weights clock,
+sigma the spread and n the batch (:class:`theory.reduced_v2.ParamsV2`); s = 1 / (1 + eps^2); cap = kappa D L s the
+capacity.
 
 Three stages, each in the regime the integration shows (notebook 02, section 12):
 

@@ -10,7 +10,7 @@ stable through s = 1 (where it becomes the harmonic-number logarithm ln(a_hi / a
 
 Error: the first omitted Euler-Maclaurin term, |B_8/8! (s)_7| a^(-s-7) at each end (returned as ``bound``);
 for a_lo >= 65, as used by :mod:`theory.statistics`, it is below 1e-14 of the sum for 0 <= s <= 16.
-The naive twin is mpmath's Hurwitz zeta (tests/test_hurwitz.py).
+The naive twin is mpmath's Hurwitz zeta (tests/unit/test_hurwitz.py).
 
 Every function takes ``log_scale`` so that T_s e^(-log_scale) is returned without overflow (the power sums of
 probabilities, T_{m alpha} / Z^m, need it).

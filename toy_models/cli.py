@@ -5,7 +5,7 @@ Distribution parameters are spelled as the papers' symbols in every command (``-
 are accepted. Bad input prints one line ``zipfhead: error: ...`` and exits with status 2.
 
 Subcommands import what they need when they run: ``zipfhead stats``, ``predict`` and ``calibrate`` never load JAX
-(tests/test_cli.py checks it).
+(tests/unit/test_cli.py checks it).
 """
 
 from __future__ import annotations

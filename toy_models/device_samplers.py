@@ -6,7 +6,7 @@ key that is a pure function of (run seed, step): ``fold_in(PRNGKey(derive_seed(s
 resumed run therefore sees the same data as an uninterrupted one, as on the host path.
 
 They draw from the same laws as :mod:`theory.samplers` (checked by the same statistical tests in
-``tests/test_device_samplers.py``), not the same numbers: the two paths use different random streams. The Numba
+``tests/unit/test_device_samplers.py``), not the same numbers: the two paths use different random streams. The Numba
 host path stays the default; on this 2-core CPU it is the faster of the two (``zipfhead bench --part training``).
 
 Categorical draws use Walker's alias method (:func:`alias_table`): O(1) per draw and exact in float32 to about

@@ -7,7 +7,7 @@ attention with biases, residual sums, unembedding; optional pre-attention layer 
 Adam constants (b1 0.9, b2 0.999, eps 1e-8 outside the square root) and decoupled weight decay lr x wd x theta,
 as ``optax.adamw``. It runs eagerly, one op at a time, as a PyTorch user's training loop does.
 
-``zipfhead bench --part training`` times it beside the JAX toy's jitted step; ``tests/test_torch_twin.py`` checks
+``zipfhead bench --part training`` times it beside the JAX toy's jitted step; ``tests/unit/test_torch_twin.py`` checks
 that the two produce the same loss curve on a fixed sequence of batches. torch comes with the ``lens`` extra
 (``make`` installs it); it is not a core dependency, so this module imports it only when called.
 """

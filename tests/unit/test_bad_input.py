@@ -2,7 +2,7 @@
 
 The table covers the cases that used to end in a traceback or to be accepted: files where directories belong,
 grid files of the wrong shape or types, values that cannot be an axis, and calibration files with a wrong field.
-Each runs in-process through :func:`toy_models.cli.main`; ``tests/test_cli.py`` runs such errors from a real
+Each runs in-process through :func:`toy_models.cli.main`; ``tests/unit/test_cli.py`` runs such errors from a real
 process too.
 """
 

@@ -195,7 +195,7 @@ def test_cli_train_bad_flag_from_the_command_line():
 
 SHARDED_SCRIPT = """
 import json, jax, numpy as np
-from tests.test_train import run_of
+from tests.unit.test_train import run_of
 from toy_models.train import train
 assert len(jax.devices()) == 2, jax.devices()
 res = train(run_of([0, 1]), progress=False)

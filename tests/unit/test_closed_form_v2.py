@@ -23,7 +23,7 @@ from theory.predict import Calibration, predict_many, reduced_params
 from theory.reduced_v2 import ParamsV2
 from theory.schedule import Schedule
 
-PRESETS = json.loads((Path(__file__).resolve().parents[1] / "proofs_notebooks" / "data" / "presets.json").read_text())
+PRESETS = json.loads((Path(__file__).resolve().parents[2] / "proofs_notebooks" / "data" / "presets.json").read_text())
 DEMO = Calibration(**PRESETS["demo_calibration"])
 ADAM = reduced_params(ClassificationTask(K=1024, N=8, D=16, L=16, B=2), DEMO, Schedule(lr=6e-3))
 

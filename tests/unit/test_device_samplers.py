@@ -1,7 +1,7 @@
 """The on-device samplers (toy_models/device_samplers.py): the JAX twins of the Numba samplers.
 
 They draw from the same laws with other random streams, so they are checked by the tests the Numba samplers pass
-(``tests/test_samplers.py``, whose checkers are reused here), and against the Numba samplers themselves where a law
+(``tests/unit/test_samplers.py``, whose checkers are reused here), and against the Numba samplers themselves where a law
 has no closed form:
 * the alias table implies exactly the distribution it was built from (to float32 rounding);
 * structure: every exact invariant of bursty, novel, swap, iwl and per-sequence-label sequences, and of token
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from tests._devices import run_on_two_host_devices
-from tests.test_samplers import CHI2_P, N_SE, assert_chi2_fits, check_sequences, classification_tasks
+from tests.unit.test_samplers import CHI2_P, N_SE, assert_chi2_fits, check_sequences, classification_tasks
 from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 from theory.samplers import EVAL_KINDS, ClassificationBatch, class_means, sample_classes, sample_token_streams
 from toy_models import device_samplers as ds
@@ -278,7 +278,7 @@ def device_run():
 
 TWO_DEVICE_SCRIPT = """
 import json
-from tests.test_device_samplers import device_run
+from tests.unit.test_device_samplers import device_run
 from toy_models.train import train
 res = train(device_run(), progress=False)
 n_shards = len(res.state["params"]["embed"]["W_E"].sharding.device_set)
@@ -290,7 +290,7 @@ def test_device_sampled_training_resumes_exactly_and_shards(tmp_path):
     """sampler = "device": a run stopped after 8 of 16 steps and resumed gives exactly the uninterrupted run's losses
     and curves (each step's batch is a function of (seed, step)). Split over two host devices (shard_map, as
     ``zipfhead`` runs on a 2-core CPU or several GPUs) it gives the same losses to float tolerance: 1e-4, as for
-    the engine's other executions (tests/test_train.py: different batched kernels, grown over the Adam steps)."""
+    the engine's other executions (tests/unit/test_train.py: different batched kernels, grown over the Adam steps)."""
     from toy_models.train import train
 
     run = device_run()

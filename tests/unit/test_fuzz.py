@@ -153,7 +153,7 @@ FILE_CASES = [
 @pytest.mark.parametrize(("argv", "needle"), FILE_CASES, ids=[" ".join(a[:3]) for a, _ in FILE_CASES])
 def test_a_bad_file_is_one_line_naming_it(argv, needle, capsys, tmp_path) -> None:
     files = _files(tmp_path)
-    packaged = Path(__file__).resolve().parents[1] / "theory" / "calibration.json"
+    packaged = Path(__file__).resolve().parents[2] / "theory" / "calibration.json"
     filled = [a.format(tmp=tmp_path, packaged=packaged, **files) for a in argv]
     try:
         status, lines = _run(filled, capsys)

@@ -9,7 +9,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "proofs_notebooks").glob("[0-9]*.py"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "proofs_notebooks").glob("[0-9]*.py"))
 
 
 def test_there_are_notebooks():

@@ -97,7 +97,7 @@ def test_a_given_calibration_is_used_unchanged_and_scores_every_cell(reference, 
     out, _, grid = reference
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
-    given = Path(__file__).resolve().parents[1] / "theory" / "calibration.json"
+    given = Path(__file__).resolve().parents[2] / "theory" / "calibration.json"
     args = ["sweep", "--grid", str(grid), "--out", str(copy), "--no-progress", "--calibration"]
     assert main([*args, str(given)]) == 0
     theory = json.loads((copy / "theory.json").read_text())

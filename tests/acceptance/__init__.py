@@ -1,0 +1,1 @@
+"""Acceptance tests: the published reproductions, the executable notebooks, and the trained toys' findings."""
