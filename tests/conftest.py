@@ -1,4 +1,5 @@
-"""Strict numerics for every test, and the hypothesis profiles.
+"""Strict numerics for every test (numpy's floating-point errors and JAX's implicit rank promotion raise;
+pyproject.toml makes every warning an error), and the hypothesis profiles.
 
 Profiles: ``ci`` (the default under CI=true or HYPOTHESIS_PROFILE=ci) and ``dev``. Both set deadline=None:
 the first call of a Numba kernel compiles, which would trip any deadline.
@@ -22,6 +23,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """JAX as strict as numpy here: an implicit rank promotion (broadcasting arrays of different ranks without an
+    explicit reshape) raises, as equinox's test suite has it."""
+    import jax
+
+    jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture(autouse=True)

@@ -95,7 +95,8 @@ def _onehot_positions(cfg: ModelConfig) -> jnp.ndarray:
 
 
 def _content_mask(cfg: ModelConfig) -> jnp.ndarray:
-    return (jnp.arange(cfg.d_model) < cfg.d_model - cfg.n_ctx).astype(jnp.float32)
+    """(1, d_model): 1 on the content dimensions, 0 on the one-hot positions' (a row, to scale W_E's rows)."""
+    return (jnp.arange(cfg.d_model) < cfg.d_model - cfg.n_ctx).astype(jnp.float32)[None, :]
 
 
 def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
@@ -139,7 +140,10 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
 
 def _layer_norm(x: jnp.ndarray, p: dict[str, jnp.ndarray], eps: float = 1e-5) -> jnp.ndarray:
     x = x - x.mean(-1, keepdims=True)
-    return x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + eps) * p["w"] + p["b"]
+    lead = (1,) * (x.ndim - 1)  # the scale and shift broadcast over every leading axis, explicitly
+    return x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + eps) * p["w"].reshape(*lead, -1) + p["b"].reshape(
+        *lead, -1
+    )
 
 
 def embed(params: Params, cfg: ModelConfig, inputs: jnp.ndarray) -> jnp.ndarray:
@@ -152,21 +156,21 @@ def embed(params: Params, cfg: ModelConfig, inputs: jnp.ndarray) -> jnp.ndarray:
         W_E = W_E * _content_mask(cfg)
         W_pos = jax.lax.stop_gradient(W_pos)
     x_BTD = W_E[inputs] if jnp.issubdtype(inputs.dtype, jnp.integer) else inputs @ W_E
-    return x_BTD + W_pos[: x_BTD.shape[1]]
+    return x_BTD + W_pos[None, : x_BTD.shape[1]]
 
 
 def attention(attn: dict[str, jnp.ndarray], x_BTD: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Causal multi-head attention: (output (B, T, d_model), pattern (B, n_heads, T_query, T_key))."""
-    q_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_Q"]) + attn["b_Q"][:, None, :]
-    k_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_K"]) + attn["b_K"][:, None, :]
-    v_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_V"]) + attn["b_V"][:, None, :]
+    q_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_Q"]) + attn["b_Q"][None, :, None, :]
+    k_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_K"]) + attn["b_K"][None, :, None, :]
+    v_BHTE = jnp.einsum("btd,hde->bhte", x_BTD, attn["W_V"]) + attn["b_V"][None, :, None, :]
     T = x_BTD.shape[1]
     scores = jnp.einsum("bhqe,bhke->bhqk", q_BHTE, k_BHTE) / np.sqrt(q_BHTE.shape[-1])
     causal = jnp.tril(jnp.ones((T, T), dtype=bool))
-    scores = jnp.where(causal, scores, -jnp.inf)
+    scores = jnp.where(causal[None, None], scores, -jnp.inf)
     pattern = jax.nn.softmax(scores, axis=-1)
     z_BHTE = jnp.einsum("bhqk,bhke->bhqe", pattern, v_BHTE)
-    return jnp.einsum("bhqe,hed->bqd", z_BHTE, attn["W_O"]) + attn["b_O"], pattern
+    return jnp.einsum("bhqe,hed->bqd", z_BHTE, attn["W_O"]) + attn["b_O"][None, None, :], pattern
 
 
 def forward(params: Params, cfg: ModelConfig, inputs: jnp.ndarray, *, cache: bool = False):
@@ -185,7 +189,7 @@ def forward(params: Params, cfg: ModelConfig, inputs: jnp.ndarray, *, cache: boo
         resids.append(x)
     if cfg.layer_norm:
         x = _layer_norm(x, params["ln_final"])
-    logits = x @ params["unembed"]["W_U"] + params["unembed"]["b_U"]
+    logits = x @ params["unembed"]["W_U"] + params["unembed"]["b_U"][None, None, :]
     if cache:
         return logits, {"pattern": jnp.stack(patterns), "resid": jnp.stack(resids)}
     return logits
