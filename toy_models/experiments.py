@@ -22,10 +22,10 @@ differ in the data only:
 
 Every sweep records the sub-circuits' clocks beside the in-context accuracy: the layer-1 label -> item
 (previous-token) score ``prev_score_l0`` and the layer-2 query -> matching-label score ``induction_score_l1``,
-both on novel-class sequences, and the layer-2 query -> itself score on the training mixture
-``mix_self_score_l1`` (:func:`toy_models.measures.query_self_score`). :func:`collect` reads the finished sweeps
-into one JSON-ready dict (with the full configs), which ``proofs_notebooks/04_repetition.py`` reads back and
-asserts on.
+both on novel-class sequences, and each layer's query -> itself score on the training mixture
+(``mix_self_score_l0``, ``mix_self_score_l1``: :func:`toy_models.measures.query_self_score`). :func:`collect`
+reads the finished sweeps into one JSON-ready dict (with the full configs), which
+``proofs_notebooks/04_repetition.py`` reads back and asserts on.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import numpy as np
 
 from theory.predict import icl_threshold
 from theory.transition import curve_phase_flags, half_rise, smoothed_curve
-from toy_models.presets import EXPERIMENT_NAMES
 from toy_models.sweep import SweepConfig, preset
 from toy_models.train import headline_chance, headline_measure, task_kind
 
@@ -99,14 +98,16 @@ def recruitment_sweeps() -> dict[str, SweepConfig]:
     """The sweeps of the ``recruitment`` experiment (see the module docstring), by name: the presets' own toys and
     schedule (Adam 6e-3, 1500 steps, 2 seeds)."""
     reddy, chan = preset("reddy2024"), preset("chan2022")
-    short_memory = dataclasses.replace(reddy.train, beta2=0.99)
     return {
         "K": dataclasses.replace(reddy, name="recruitment_K", axes=(("K", (64.0, 256.0, 1024.0)), ("B", (2.0,)))),
         "alpha": dataclasses.replace(
             chan, name="recruitment_alpha", axes=(("alpha", (0.75, 1.0, 1.25, 1.5)), ("p_B", (0.75,)))
         ),
         "K_beta2": dataclasses.replace(
-            reddy, name="recruitment_K_beta2", train=short_memory, axes=(("K", (64.0,)), ("B", (2.0,)))
+            reddy,
+            name="recruitment_K_beta2",
+            train=dataclasses.replace(reddy.train, beta2=0.99),
+            axes=(("K", (64.0,)), ("B", (2.0,))),
         ),
         "alpha_beta2": dataclasses.replace(
             chan,
@@ -117,8 +118,9 @@ def recruitment_sweeps() -> dict[str, SweepConfig]:
     }
 
 
+#: the experiments by name, in the order of :data:`toy_models.presets.EXPERIMENT_NAMES` (the command line's list;
+#: tests/unit/test_cli.py checks that the two agree)
 EXPERIMENTS = {"repetition": repetition_sweeps, "recruitment": recruitment_sweeps}
-assert tuple(EXPERIMENTS) == EXPERIMENT_NAMES  # the command line offers the JAX-free list
 #: experiments whose sweeps predict with the packaged calibration instead of fitting one (too few cells that
 #: transition to fit on)
 PACKAGED_CALIBRATION = ("recruitment",)

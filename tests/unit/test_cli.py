@@ -178,3 +178,11 @@ def test_theory_commands_never_import_jax(argv):
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
     assert "HELD 0 []" in out.stderr, out.stderr[-2000:]
+
+
+def test_the_command_line_offers_every_experiment():
+    """The JAX-free list the parser offers (toy_models.presets) is the experiments module's, in order."""
+    from toy_models.experiments import EXPERIMENTS
+    from toy_models.presets import EXPERIMENT_NAMES
+
+    assert tuple(EXPERIMENTS) == EXPERIMENT_NAMES
