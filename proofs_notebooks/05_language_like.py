@@ -46,6 +46,7 @@ from theory import MarkovTask, exact_losses, predictor_losses, sample_markov
 from theory.markov import polya_log_marginal, row_entropy
 from theory.predict import calibrate_rows, predict_many
 from theory.reduced_markov import case_loss, markov_cases
+from theory.schedule import Observation, Schedule
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
@@ -236,8 +237,9 @@ check("bigram stage", rho_s < -0.8, "the toys' onset falls as S grows")
 cal_cells = M["calibration_cells"]
 held = [c for c in range(len(mtasks)) if c not in cal_cells]
 tcfg = mcfg["train"]
+schedule = Schedule(lr=tcfg["lr"], steps=tcfg["steps"], batch_size=tcfg["batch_size"])
 rows = [
-    (mtasks[c], tcfg["lr"], float(onsets[c, s]), "adam", tcfg["batch_size"], tcfg["steps"])
+    Observation(mtasks[c], schedule, None if np.isnan(onsets[c, s]) else float(onsets[c, s]))
     for c in cal_cells
     for s in range(onsets.shape[1])
 ]
@@ -491,8 +493,9 @@ for task in ttasks[:: len(ttasks) - 1]:
 tcfg = json.loads((HERE / "data" / "tokens.json").read_text())["config"]["train"]
 cal_idx = [i for i, c in enumerate(tcal) if c]
 held = [i for i, c in enumerate(tcal) if not c]
+schedule = Schedule(lr=tcfg["lr"], steps=tcfg["steps"], batch_size=tcfg["batch_size"])
 rows = [
-    (ttasks[c], tcfg["lr"], float(tsteps[c, s]), "adam", tcfg["batch_size"], tcfg["steps"])
+    Observation(ttasks[c], schedule, None if np.isnan(tsteps[c, s]) else float(tsteps[c, s]))
     for c in cal_idx
     for s in range(tsteps.shape[1])
 ]

@@ -45,7 +45,7 @@ from theory.reduced import ReducedParams
 from theory.reduced_markov import MarkovCases, integrate_markov, markov_cases, stream_cases
 from theory.reduced_markov import closed_form as closed_form_mixture
 from theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
-from theory.schedule import Schedule
+from theory.schedule import Observation, Schedule
 from theory.transition import curve_phase_flags
 
 __all__ = [
@@ -458,9 +458,8 @@ def _typed(template: Any, value: Any) -> Any:
     return round(float(value)) if isinstance(template, int) and not isinstance(template, bool) else float(value)
 
 
-def _read_run(run_dir: Path) -> list[tuple]:
-    """(task, lr, transition step or None, optimizer, batch, steps trained, weight_decay, decay_on) of every model
-    of a ``zipfhead train`` run."""
+def _read_run(run_dir: Path) -> list[Observation]:
+    """Every model of a ``zipfhead train`` run as an :class:`Observation` (diverged models left out)."""
     from theory.distributions import config_from_dict
 
     cfg_path, sum_path = run_dir / "config.json", run_dir / "summary.json"
@@ -470,12 +469,12 @@ def _read_run(run_dir: Path) -> list[tuple]:
         cfg = read_json(cfg_path)
         task = config_from_dict(cfg["task"])
         train = cfg.get("train", {})
-        opt, batch = str(train.get("optimizer", "adam")), int(train.get("batch_size", 64))
-        decay = (float(train.get("weight_decay", 0.0)), str(train.get("decay_on", "all")))
+        base = Schedule()
+        kept = {k: train[k] for k in ("optimizer", "batch_size", "weight_decay", "decay_on") if k in train}
     out = []
     with reading(sum_path, "a zipfhead train summary"):
         summary = read_json(sum_path)
-        steps = int(summary.get("steps_trained", train.get("steps", 0)))
+        steps = int(summary.get("steps_trained", train.get("steps", base.steps)))
         headline = summary.get("headline", "icl_acc")
         for m in summary["models"]:
             if m.get("diverged"):
@@ -483,7 +482,8 @@ def _read_run(run_dir: Path) -> list[tuple]:
             # a transition counts only if the run ended with the circuit formed: a run stopped mid-rise would
             # place its half-way point on the plateau's onset instead
             formed = m["final"].get(headline, 0.0) >= icl_threshold(task)
-            out.append((task, float(m["lr"]), m["transition_step"] if formed else None, opt, batch, steps, *decay))
+            schedule = Schedule(**(kept | {"lr": float(m["lr"]), "steps": steps}))
+            out.append(Observation(task, schedule, m["transition_step"] if formed else None))
     return out
 
 
@@ -521,26 +521,28 @@ def calibrate(
 
 
 def calibrate_rows(
-    rows: list[tuple],
+    rows: list[Observation],
     *,
     kappas: np.ndarray | None = None,
     iw_speeds: np.ndarray | None = None,
     spreads: np.ndarray | None = None,
     source: str = "",
 ) -> Calibration:
-    """:func:`calibrate` on toys given as rows (task, lr, transition step or None, optimizer, batch, steps
-    trained[, weight_decay, decay_on]); a transition step counts only for toys that ended with the circuit formed.
-    The flow's decay rate weight_decay / tau uses the packaged tau (tau is fitted after the integration, which
-    must not depend on it; with decay it does, weakly, and the packaged value is the best guess at hand).
-    ``kappas``, ``iw_speeds`` and ``spreads`` replace the candidate grids (default: see :func:`calibrate` and
-    :data:`SPREADS`)."""
-    made = np.array([r[2] is not None and r[2] > 0 for r in rows])
+    """:func:`calibrate` on trained toys given as :class:`theory.schedule.Observation` rows (a transition step
+    counts only for toys that ended with the circuit formed). The flow's decay rate weight_decay / tau uses the
+    packaged tau (tau is fitted after the integration, which must not depend on it; with decay it does, weakly, and
+    the packaged value is the best guess at hand). ``kappas``, ``iw_speeds`` and ``spreads`` replace the candidate
+    grids (default: see :func:`calibrate` and :data:`SPREADS`)."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, Observation):
+            raise ValueError(f"rows[{i}] = {row!r} is not allowed: each row must be a theory.schedule.Observation")
+    made = np.array([r.transition is not None and r.transition > 0 for r in rows])
     if not made.any():
         raise ValueError("no model in these runs made a transition: nothing to calibrate on")
-    tasks = [r[0] for r in rows]
-    lrs = np.array([r[1] for r in rows])
-    trained = np.array([r[5] for r in rows], dtype=np.float64)
-    measured = np.array([r[2] if m else np.nan for r, m in zip(rows, made, strict=True)], dtype=np.float64)
+    tasks = [r.task for r in rows]
+    lrs = np.array([r.schedule.lr for r in rows])
+    trained = np.array([r.schedule.steps for r in rows], dtype=np.float64)
+    measured = np.array([r.transition if m else np.nan for r, m in zip(rows, made, strict=True)], dtype=np.float64)
     base = load_calibration() if DEFAULT_CALIBRATION.exists() else Calibration()
     distinct = {t.to_json() for t in tasks}
     if all(isinstance(t, MarkovTask | TokenStreamTask) for t in tasks):
@@ -556,12 +558,14 @@ def calibrate_rows(
     # normalised flow moves each strength at most lr per step, so its time_scale is O(1) (fitted: 1.3): 10 covers
     # it. Plain SGD's can be far from 1 (momentum 0.9 alone gives 10): 100. The cost of the stiff in-weights
     # channel grows with the horizon (100 costs 5x the time of 10 on the demo's calibration cells).
-    factor = 10.0 if all(str(r[3]) == "adam" for r in rows) else 100.0
+    factor = 10.0 if all(r.schedule.optimizer == "adam" for r in rows) else 100.0
     horizon = factor * float(np.max(lrs * trained))
     t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-6, horizon, 15)])
-    decays = [(float(r[6]) if len(r) > 6 else 0.0, str(r[7]) if len(r) > 7 else "all") for r in rows]
     # the flow's transition depends on the distribution and the optimiser, not on lr: integrate each once
-    keys = [(t.to_json(), str(r[3]), int(r[4]), *d) for t, r, d in zip(tasks, rows, decays, strict=True)]
+    keys = [
+        (r.task.to_json(), r.schedule.optimizer, r.schedule.batch_size, r.schedule.weight_decay, r.schedule.decay_on)
+        for r in rows
+    ]
     unique = sorted(set(keys))
     where = np.array([unique.index(k) for k in keys])
     first = [keys.index(u) for u in unique]
@@ -581,8 +585,14 @@ def calibrate_rows(
             time_scale=base.time_scale, kappa=kappa, iw_speed=rho, init=base.init, leak=leak, spread=spread
         )
         for i in first:
-            task, row, (wd, on) = tasks[i], rows[i], decays[i]
-            cells.append((_cases(task), _params(task, cal, wd, row[3], row[4], on), t_out))
+            sch = rows[i].schedule
+            cells.append(
+                (
+                    _cases(tasks[i]),
+                    _params(tasks[i], cal, sch.weight_decay, sch.optimizer, sch.batch_size, sch.decay_on),
+                    t_out,
+                )
+            )
     trajs = _integrate(cells, 1e-4)
     flow_unique = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(
         len(candidates), len(unique)

@@ -1,8 +1,11 @@
-"""The training schedule that the theory reads from a toy: one frozen record shared by both halves.
+"""What passes between the halves: the training schedule the theory reads from a toy, and one trained toy as the
+calibration sees it.
 
 :class:`toy_models.train.TrainConfig` takes its defaults from :class:`Schedule` and hands one out
 (:attr:`toy_models.train.TrainConfig.schedule`); ``zipfhead predict`` builds one from its flags. The toys' other
-training settings (momentum, Adam's beta2, warm-up, evaluation, sampler) do not enter the reduced models.
+training settings (momentum, Adam's beta2, warm-up, evaluation, sampler) do not enter the reduced models. An
+:class:`Observation` (a task, its schedule and its measured transition) is a row of
+:func:`theory.predict.calibrate_rows`.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from theory._validate import check_choice, check_int, check_real
+from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 
-__all__ = ["DECAY_ON", "OPTIMIZERS", "Schedule"]
+__all__ = ["DECAY_ON", "OPTIMIZERS", "Observation", "Schedule"]
 
 #: the optimisers: ``adam`` (AdamW when weight_decay > 0) or ``sgd`` (with momentum)
 OPTIMIZERS = ("adam", "sgd")
@@ -52,3 +56,29 @@ class Schedule:
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (the keyword arguments of :func:`theory.predict.predict_many`)."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One trained toy as the calibration sees it.
+
+    Attributes:
+        task: its distribution.
+        schedule: how it was trained (``steps``: the steps it trained for).
+        transition: its measured transition step, or None where no head formed by the end (a transition counts
+            only for a toy that ended with the circuit formed), > 0.
+    """
+
+    task: ClassificationTask | TokenStreamTask | MarkovTask
+    schedule: Schedule
+    transition: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, ClassificationTask | TokenStreamTask | MarkovTask):
+            raise ValueError(
+                f"task = {self.task!r} is not allowed: a ClassificationTask, TokenStreamTask or MarkovTask"
+            )
+        if not isinstance(self.schedule, Schedule):
+            raise ValueError(f"schedule = {self.schedule!r} is not allowed: schedule must be a Schedule")
+        if self.transition is not None:
+            object.__setattr__(self, "transition", check_real("transition", self.transition, 0.0, 1e12))

@@ -42,6 +42,7 @@ from theory._validate import check_real
 from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
 from theory.phases import DIVERGED, FORMED
 from theory.predict import LR_MAX, Calibration, calibrate_rows, measured_phase, predict_many
+from theory.schedule import Observation
 from toy_models.model import ModelConfig
 from toy_models.presets import PRESETS
 from toy_models.scores import score_predictions
@@ -697,9 +698,9 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
             for s in range(S):
                 if diverged[c, s] or lrs[c] > LR_MAX:
                     continue
-                tr = None if math.isnan(measured[c, s]) else measured[c, s]
-                t = cfg.train
-                rows.append((tasks[c], lrs[c], tr, t.optimizer, t.batch_size, t.steps, wds[c], t.decay_on))
+                tr = None if math.isnan(measured[c, s]) else float(measured[c, s])
+                schedule = dataclasses.replace(cfg.train.schedule, lr=float(lrs[c]), weight_decay=float(wds[c]))
+                rows.append(Observation(tasks[c], schedule, tr))
         try:
             cal = calibrate_rows(rows, source=f"{out.name}: cells {calib}")
             cal_note = "fitted on the calibration cells"

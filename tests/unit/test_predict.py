@@ -168,3 +168,19 @@ def test_cli_predicts_and_trains_markov_chains(tmp_path, capsys):
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["kind"] == "markov" and summary["headline"] == "bigram_progress"
+
+
+def test_observations_are_validated():
+    """A calibration row is an Observation: a bare tuple, a NaN or negative step, or a schedule that is not a
+    Schedule are refused with the parameter named."""
+    from theory.predict import calibrate_rows
+    from theory.schedule import Observation, Schedule
+
+    task = ClassificationTask(K=512, N=8, D=16, L=16, B=2)
+    with pytest.raises(ValueError, match=r"rows\[0\]"):
+        calibrate_rows([(task, 3e-3, 500.0, "adam", 64, 2000)])
+    for bad in (math.nan, -1.0):
+        with pytest.raises(ValueError, match="transition"):
+            Observation(task, Schedule(), bad)
+    with pytest.raises(ValueError, match="schedule"):
+        Observation(task, {"lr": 3e-3}, 500.0)  # type: ignore[arg-type]
