@@ -68,7 +68,6 @@ from theory._io import read_json, reading
 __all__ = [
     "export",
     "id_tokenizer",
-    "lens_config",
     "load_export",
     "load_params",
     "run_with_vectors",
@@ -189,12 +188,6 @@ def _config_kwargs(cfg: Any) -> dict[str, Any]:
         "default_prepend_bos": False,
         "init_weights": False,
     }
-
-
-def lens_config(cfg: Any, device: str = "cpu"):
-    """The ``HookedTransformerConfig`` of a toy's :class:`~toy_models.model.ModelConfig`."""
-    _, _, HookedTransformerConfig = _import_lens()
-    return HookedTransformerConfig(**_config_kwargs(cfg), device=device)
 
 
 def id_tokenizer(d_vocab: int):
