@@ -139,14 +139,16 @@ def escape_v2(task: ClassificationTask, params: ParamsV2) -> EscapeV2:
     drive = bursty * task.B * (task.N - task.B) / task.N**2
     need = math.log(match_half(task) / (s * params.init**2))
 
+    def gain_at(w: float) -> float:  # e*(w), the item gain's balance of memorisation against leak and interference
+        return w / (2.0 * (lam + beta * w * w))
+
     def time(w: float) -> float:
         quartic = beta**2 * (w**4 - w1**4) / (2.0 * lam)
         return COLLAPSE_TIME + (2.0 * lam * math.log(w / w1) + 2.0 * beta * (w * w - w1 * w1) + quartic) / k
 
     def gaps(w: float) -> tuple[float, float]:
         growth = 2.0 * gain * (w * w - w1 * w1) / (4.0 * k * lam)  # 2 ln(a / a0)
-        e = w / (2.0 * (lam + beta * w * w))
-        match = growth + 2.0 * math.log(e) - need
+        match = growth + 2.0 * math.log(gain_at(w)) - need
         if drive <= 0.0 or H <= 0.0:  # no bursty drive on the match (p_B = p_C = 0): the feedback never fires
             return match, -math.inf
         pull = growth + math.log(s * params.init**2 * time(w) * drive) - math.log(H * (lam + beta * w * w))
@@ -164,5 +166,4 @@ def escape_v2(task: ClassificationTask, params: ParamsV2) -> EscapeV2:
                 return none
         w = brentq(gap, w1, hi, xtol=1e-12 * hi, rtol=1e-12)
     match, pull = gaps(w)
-    e = w / (2.0 * (lam + beta * w * w))
-    return EscapeV2(time(w), "match" if match >= pull else "feedback", w, e, k, beta, H, kappa_x, K_eff)
+    return EscapeV2(time(w), "match" if match >= pull else "feedback", w, gain_at(w), k, beta, H, kappa_x, K_eff)

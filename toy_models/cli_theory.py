@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from theory.schedule import Schedule
 from toy_models.cli_flags import add_distribution_flags, add_train_flags, task_from_args
 
 __all__ = ["add_calibrate_parser", "add_predict_parser"]
 
 #: the schedule's fields, each a flag of ``predict`` (theory.schedule.Schedule; unset flags keep its defaults)
-SCHEDULE_FIELDS = ("optimizer", "lr", "steps", "batch_size", "weight_decay", "decay_on")
+SCHEDULE_FIELDS = tuple(f.name for f in dataclasses.fields(Schedule))
 
 
 def _grid_axis(spec: str) -> tuple[str, np.ndarray]:
@@ -37,7 +39,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from theory._io import atomic_write
     from theory.phases import PHASES
     from theory.predict import load_calibration, phase_grid, predict
-    from theory.schedule import Schedule
 
     task = task_from_args(args)
     cal = load_calibration(args.calibration)
