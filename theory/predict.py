@@ -240,7 +240,7 @@ def _cases(task: ClassificationTask | TokenStreamTask | MarkovTask):
     raise ValueError(f"task = {task!r} is not allowed: a ClassificationTask, TokenStreamTask or MarkovTask")
 
 
-def _integrate(cells: list[tuple[Any, ReducedParams, np.ndarray]], rtol: float) -> list[Any]:
+def _integrate(cells: list[tuple[Any, ReducedParams, np.ndarray]], rtol: float, recruitment: bool = True) -> list[Any]:
     """Trajectories of (cases, params, t_out) cells, in order: v2 cells (classification) and the single-head
     mixture's cells (Markov chains and token streams), each model's cells integrated as one parallel batch."""
     out: list[Any] = [None] * len(cells)
@@ -258,7 +258,7 @@ def _integrate(cells: list[tuple[Any, ReducedParams, np.ndarray]], rtol: float) 
             continue
         part = [cells[i] for i in idx]
         if model == "v2":
-            trajs = integrate_v2(part, rtol=rtol)
+            trajs = integrate_v2(part, rtol=rtol, recruitment=recruitment)
         else:
             trajs = integrate_markov(
                 [(cs, p.init, _noise_floor(p), p.decay_rates()[0], t) for cs, p, t in part], rtol=rtol
@@ -288,6 +288,7 @@ def predict_many(
     closed_form: bool = True,
     n_times: int = 60,
     rtol: float = 1e-4,
+    recruitment: bool = True,
 ) -> list[dict[str, Any]]:
     """Predict transition step and phase for many distributions at once (one Numba-parallel integration).
 
@@ -311,6 +312,9 @@ def predict_many(
             classification, v1's closed-form phase.
         n_times: output times on a geometric grid up to the horizon.
         rtol: the integrator's relative tolerance (1e-4: transition times to ~0.1%; 1e-3: ~1%).
+        recruitment: classification: memorisation takes the heads where it predicts the known classes at least as
+            well as the copy plateau when the circuit would escape (:func:`theory.reduced_v2.integrate_v2`);
+            False gives v2 without that rule (an ablation).
 
     Returns:
         One dict per task: ``transition_step`` (float, or None when the head does not form), ``phase``,
@@ -340,7 +344,7 @@ def predict_many(
     for task, prm, h in zip(tasks, params, horizons, strict=True):
         t = np.concatenate([[0.0], np.geomspace(h * 1e-4, h, n_times - 1)])
         cells.append((_cases(task), prm, t))
-    trajectories = _integrate(cells, rtol)
+    trajectories = _integrate(cells, rtol, recruitment)
     closed = np.full(len(tasks), np.nan)
     closed_phase: list[str | None] = [None] * len(tasks)
     cls = [i for i, t in enumerate(tasks) if isinstance(t, ClassificationTask)]
@@ -390,6 +394,7 @@ def predict_many(
                     "weight_decay": wds[i],
                     "decay_on": decay_on,
                     "n_layers": n_layers,
+                    "recruitment": recruitment,
                     "calibration": asdict(cal) | {"residuals": len(cal.residuals)},
                 },
             }

@@ -38,6 +38,10 @@ speed is then free of the drive's size (B cancels, p_B enters as the square root
 carry the signal) and keeps the item gain e^2: the toys' K clock without v1's burstiness clock (notebook 04,
 sections 6-9; notebook 02, section 11).
 
+The heads are shared with memorisation (notebook 04, sections 11-12): where the in-weights proxy is at least the
+copy plateau B / N when the circuit would escape, memorisation holds the heads and no induction head forms
+(:func:`integrate_v2`'s recruitment rule; the toys' heads then attend to the query's own item).
+
 The gradient flow (or Adam's normalised flow, as in v1) is derived with sympy (:data:`CASE_LOSS`), compiled to a
 Numba kernel (``python -m theory.reduced_v2`` regenerates ``theory/_reduced_v2_kernel.py``; a test checks it is
 current) and integrated by :mod:`theory.ode`. Derivation and checks: ``proofs_notebooks/02_induction_reduced_model.py``
@@ -375,10 +379,11 @@ def probe(y, data, prm, row):
 
 @dataclass(frozen=True)
 class TrajectoryV2:
-    """One integrated cell on its output times: ``t`` (E,) flow times; ``icl``, ``iwl`` (E,) accuracy proxies
+    """One integrated cell on its output times: ``t`` (T,) flow times; ``icl``, ``iwl`` (T,) accuracy proxies
     (probability of the correct label on novel bursty sequences, and on known classes absent from the context);
-    ``loss`` (E,) the training loss (nats); ``state`` (E, 4 + G) = (a, b, c, e, w_1..w_G); ``q`` (E,) the
-    interference margin; ``transition``: the flow time of the one rule's crossing of ``icl``, or None."""
+    ``loss`` (T,) the training loss (nats); ``state`` (T, 4 + G) = (a, b, c, e, w_1..w_G); ``q`` (T,) the
+    interference margin; ``transition``: the flow time of the one rule's crossing of ``icl``, or None. T is the
+    E requested times, or more where memorisation recruited the heads (:func:`integrate_v2`)."""
 
     t: np.ndarray
     icl: np.ndarray
@@ -431,11 +436,43 @@ def pack(items: list[tuple[CasesV2, ReducedParams, np.ndarray]]):
     return y0, data, prm, chance, t_out
 
 
+def copy_plateau(cases: CasesV2) -> float:
+    """B / N: the in-context accuracy of a head that copies a label of the context without matching (the one-layer
+    toys' plateau), read from the novel bursty evaluation case (m = B slots of the query's label among n = N)."""
+    return float(cases.icl[0, CM] / cases.icl[0, CN])
+
+
+def recruitment_index(iwl: np.ndarray, t: np.ndarray, plateau: float, transition: float | None) -> int | None:
+    """Whether memorisation holds the heads when the circuit would escape: None where the head never forms
+    (``transition`` None) or the in-weights proxy ``iwl`` (E,), interpolated at the transition (flow time; ``t``
+    (E,) the output times), is below the copy plateau; else the last output index at or before the transition,
+    the state from which the recruited model restarts (see :func:`integrate_v2`)."""
+    if transition is None:
+        return None
+    ok = np.isfinite(iwl)
+    if not ok.any() or np.interp(transition, t[ok], iwl[ok]) < plateau:
+        return None
+    return int(np.searchsorted(t, transition, side="right")) - 1
+
+
 def integrate_v2(
-    cells: list[tuple[CasesV2, ReducedParams, np.ndarray]], *, rtol: float = 1e-5, max_steps: int = 200_000
+    cells: list[tuple[CasesV2, ReducedParams, np.ndarray]],
+    *,
+    rtol: float = 1e-5,
+    max_steps: int = 200_000,
+    recruitment: bool = True,
 ) -> list[TrajectoryV2]:
     """Integrate many cells at once (``prange`` over cells); ``cells`` are (cases, params, t_out), every t_out of
-    the same length E, each strictly increasing from >= 0."""
+    the same length E, each strictly increasing from >= 0.
+
+    Recruitment (``recruitment=True``; ``proofs_notebooks/04_repetition.py``, sections 11-12): the toys' heads are
+    shared with memorisation. Where, when the circuit would escape, the in-weights read-out already predicts the
+    known classes better than a copying head would (the in-weights proxy at the transition is at least the copy
+    plateau B / N), memorisation holds the heads (the toys' layer-2 head attends to the query itself, or the
+    layer-1 head to its own token) and no induction head forms. The model then restarts from its last output
+    state at or before that time with the previous-token and match strengths at 0 (a = b = 0 is a fixed point:
+    the match is gone), the copy and memorisation free. Such a cell's trajectory holds the first integration up to
+    the restart and the second after it, on E more times spread over the rest of the horizon."""
     if not cells:
         raise ValueError("cells is empty: give at least one (cases, params, t_out)")
     for _, _, t in cells:
@@ -445,22 +482,51 @@ def integrate_v2(
     y0, data, prm, chance, t_out = pack([(cs, p, np.asarray(t, dtype=np.float64)) for cs, p, t in cells])
     from theory.ode import integrate_cells  # theory.ode imports this module
 
+    scratch = y0.shape[1] + 2
     rec, ys, tstar = integrate_cells(
-        "v2", y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps, scratch=y0.shape[1] + 2
+        "v2", y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps, scratch=scratch
     )
-    out = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, float | None]] = []
+    taken: dict[int, int] = {}
     for i, (cs, _, _) in enumerate(cells):
+        transition = None if math.isnan(tstar[i]) else float(tstar[i])
+        j = recruitment_index(rec[i, :, 1], t_out[i], copy_plateau(cs), transition) if recruitment else None
+        if j is not None and j + 1 < t_out.shape[1]:
+            taken[i] = j
+        parts.append((t_out[i], rec[i], ys[i], transition))
+    if taken:
+        idx = sorted(taken)
+        y1 = ys[idx, [taken[i] for i in idx]].copy()
+        y1[:, 0] = y1[:, 1] = 0.0
+        # the rest of each horizon on E times, counted from the restart
+        first, last = t_out[idx, :1], t_out[idx, -1:]
+        restart = t_out[idx, [taken[i] for i in idx]][:, None]
+        t1 = (t_out[idx] - first) * (last - restart) / (last - first)
+        rec1, ys1, tstar1 = integrate_cells(
+            "v2", y1, data[idx], prm[idx], chance[idx], t1, 5, rtol=rtol, max_steps=max_steps, scratch=scratch
+        )
+        for k, i in enumerate(idx):
+            j, t0 = taken[i], t_out[i, taken[i]]
+            after = None if math.isnan(tstar1[k]) else t0 + float(tstar1[k])
+            parts[i] = (
+                np.concatenate([t_out[i, :j], t0 + t1[k]]),
+                np.concatenate([rec[i, :j], rec1[k]]),
+                np.concatenate([ys[i, :j], ys1[k]]),
+                after,
+            )
+    out = []
+    for (cs, _, _), (t, r, y, transition) in zip(cells, parts, strict=True):
         G = cs.bin_size.shape[0]
         out.append(
             TrajectoryV2(
-                t=t_out[i],
-                icl=rec[i, :, 0],
-                iwl=rec[i, :, 1],
-                loss=rec[i, :, 2],
-                state=ys[i][:, : N_STATE + G],
-                q=rec[i, :, 4],
+                t=t,
+                icl=r[:, 0],
+                iwl=r[:, 1],
+                loss=r[:, 2],
+                state=y[:, : N_STATE + G],
+                q=r[:, 4],
                 L=cs.L,
-                transition=None if math.isnan(tstar[i]) else float(tstar[i]),
+                transition=transition,
             )
         )
     return out

@@ -20,6 +20,14 @@ differ in the data only:
   100 (beta2 = 0.99): the control for the hypothesis that Adam's memory of the early, large gradients stalls the
   circuit.
 
+``recruitment_edge`` tests, on cells no fit has seen, v2's rule for who holds the heads (memorisation recruits them
+where its in-weights proxy is at least the copy plateau B / N when the circuit would escape;
+:func:`theory.reduced_v2.integrate_v2`), on the same presets' toys and schedule:
+
+* ``K``: K in {96, 128, 192} at B = 2 (between reddy2024's K = 64, no head, and K = 256, heads);
+* ``alpha``: alpha in {1.05, 1.1, 1.15} x p_B in {0.75, 1} at K = 8192 (between chan2022's alpha = 1, heads, and
+  1.25, none).
+
 Every sweep records the sub-circuits' clocks beside the in-context accuracy: the layer-1 label -> item
 (previous-token) score ``prev_score_l0`` and the layer-2 query -> matching-label score ``induction_score_l1``,
 both on novel-class sequences, and each layer's query -> itself score on the training mixture
@@ -42,7 +50,14 @@ from theory.transition import curve_phase_flags, half_rise, smoothed_curve
 from toy_models.sweep import SweepConfig, preset
 from toy_models.train import headline_chance, headline_measure, task_kind
 
-__all__ = ["EXPERIMENTS", "collect", "recruitment_sweeps", "repetition_sweeps", "run_experiment"]
+__all__ = [
+    "EXPERIMENTS",
+    "collect",
+    "recruitment_edge_sweeps",
+    "recruitment_sweeps",
+    "repetition_sweeps",
+    "run_experiment",
+]
 
 REPETITION_STEPS = 3000
 REPETITION_SEEDS = (0, 1, 2)
@@ -118,12 +133,28 @@ def recruitment_sweeps() -> dict[str, SweepConfig]:
     }
 
 
+def recruitment_edge_sweeps() -> dict[str, SweepConfig]:
+    """The sweeps of the ``recruitment_edge`` experiment (see the module docstring), by name: the presets' own toys
+    and schedule (Adam 6e-3, 1500 steps, 2 seeds), on the cells between a preset's heads and its memorisers."""
+    reddy, chan = preset("reddy2024"), preset("chan2022")
+    return {
+        "K": dataclasses.replace(reddy, name="recruitment_edge_K", axes=(("K", (96.0, 128.0, 192.0)), ("B", (2.0,)))),
+        "alpha": dataclasses.replace(
+            chan, name="recruitment_edge_alpha", axes=(("alpha", (1.05, 1.1, 1.15)), ("p_B", (0.75, 1.0)))
+        ),
+    }
+
+
 #: the experiments by name, in the order of :data:`toy_models.presets.EXPERIMENT_NAMES` (the command line's list;
 #: tests/unit/test_cli.py checks that the two agree)
-EXPERIMENTS = {"repetition": repetition_sweeps, "recruitment": recruitment_sweeps}
+EXPERIMENTS = {
+    "repetition": repetition_sweeps,
+    "recruitment": recruitment_sweeps,
+    "recruitment_edge": recruitment_edge_sweeps,
+}
 #: experiments whose sweeps predict with the packaged calibration instead of fitting one (too few cells that
 #: transition to fit on)
-PACKAGED_CALIBRATION = ("recruitment",)
+PACKAGED_CALIBRATION = ("recruitment", "recruitment_edge")
 
 
 def _first_crossing(steps: np.ndarray, curve: np.ndarray, level: float) -> float | None:

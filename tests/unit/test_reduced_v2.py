@@ -18,20 +18,23 @@ from hypothesis import strategies as st
 
 from tests import naive
 from theory.distributions import ClassificationTask
-from theory.predict import load_calibration, predict_many
+from theory.predict import load_calibration, predict_many, reduced_params
 from theory.reduced_v2 import (
     ADAM_EPS2,
     COLUMNS,
     KERNEL_MODULE,
     ParamsV2,
     cases_v2,
+    copy_plateau,
     drift,
     gradient,
     integrate_v2,
     kernel_source,
     pack,
     probe,
+    recruitment_index,
 )
+from theory.schedule import Schedule
 
 DEMO = ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0)
 #: the packaged calibration: the fit to the repetition toys (K sweep, relabelled and novel controls)
@@ -201,3 +204,43 @@ def test_one_layer_never_forms_an_induction_head(K, p_B, alpha, B):
     task = dataclasses.replace(DEMO, K=K, p_B=p_B, alpha=alpha, B=B)
     steps, phases = _steps([task], n_layers=1)
     assert steps == [None] and phases[0] in ("iwl", "neither")
+
+
+@pytest.mark.parametrize(("B", "N"), [(1, 8), (2, 8), (4, 8), (3, 12)])
+def test_the_copy_plateau_is_B_over_N(B, N):
+    """A head that copies a context label without matching is right B / N of the time (m = B of n = N slots)."""
+    assert copy_plateau(cases_v2(dataclasses.replace(DEMO, B=B, N=N))) == pytest.approx(B / N, rel=1e-15)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.05, 0.95), st.floats(0.5, 9.5))
+def test_recruitment_is_the_in_weights_proxy_at_the_transition(slope, plateau, transition):
+    """On a ramp iwl(t) = slope t / 10 over t = 0..10, memorisation holds the heads exactly when slope x transition
+    / 10 >= plateau, and the restart is the last output time at or before the transition; never without one."""
+    t = np.linspace(0.0, 10.0, 11)
+    iwl = slope * t / 10.0
+    got = recruitment_index(iwl, t, plateau, transition)
+    if slope * transition / 10.0 >= plateau * (1 + 1e-12):
+        assert got == math.floor(transition)
+    elif slope * transition / 10.0 < plateau * (1 - 1e-12):
+        assert got is None
+    assert recruitment_index(iwl, t, plateau, None) is None
+
+
+def test_a_recruited_cell_restarts_without_the_match():
+    """K = 64 uniform classes (reddy2024's memorisers): without recruitment the integrated head forms while the
+    in-weights proxy already exceeds B / N = 1/4 (the rule's trigger); with it, no transition, the trajectory equals
+    the first integration up to the restart, then a = b = 0 to the horizon, on strictly increasing times."""
+    task = dataclasses.replace(DEMO, K=64)
+    cs = cases_v2(task)
+    p = reduced_params(task, FIT, Schedule(lr=6e-3))  # reddy2024's schedule: Adam 6e-3, 1500 steps
+    t = np.concatenate([[0.0], np.geomspace(1e-3, FIT.time_scale * 6e-3 * 1500, 59)])
+    free = integrate_v2([(cs, p, t)], rtol=1e-6, recruitment=False)[0]
+    held = integrate_v2([(cs, p, t)], rtol=1e-6)[0]
+    assert free.transition is not None and np.interp(free.transition, free.t, free.iwl) >= 0.25
+    assert held.transition is None
+    j = int(np.searchsorted(t, free.transition, side="right")) - 1
+    np.testing.assert_array_equal(held.t[:j], t[:j])
+    np.testing.assert_array_equal(held.state[:j], free.state[:j])
+    assert np.all(np.diff(held.t) > 0) and held.t[-1] == pytest.approx(t[-1], rel=1e-12)
+    assert np.all(held.state[j:, :2] == 0.0)
