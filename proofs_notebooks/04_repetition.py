@@ -42,6 +42,7 @@
 # %%
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -735,6 +736,79 @@ for n in names:
     print(f"{n:10s} phases with the rule {ph_with:.0f}%, without {ph_without:.0f}%")
     if n != "demo":
         check("edge", ph_with >= ph_without + 15, f"{n}: the rule does not lift the phases")
+
+# %% [markdown]
+# ## 13. Does the in-weights capacity follow the toy's width? Not in the direction the direct path suggests
+#
+# v2's capacity counts the items' D dimensions (kappa D L s). Under one-hot positions the toy keeps its items in the
+# d_model - n_ctx content dimensions, so a toy narrower than D + n_ctx has a direct path (embedding, then
+# unembedding) of rank below D, and a capacity that follows the toy's dimensions would count min(D, d_model -
+# n_ctx). Tested by `zipfhead experiment narrow --out runs/narrow`: reddy2024's toy and schedule at d_model =
+# d_head = 25 (8 content dimensions for D = 16), on four cells, 2 seeds each (87 s here; kept as
+# `proofs_notebooks/data/narrow.json`), against the same cells at d_model = 64 (section 9's presets). The
+# predictions were written before training: v2 with the capacity's dimension at 8 says K = 64, B = 2 becomes
+# `neither` (less capacity, memorisation falls short) and K = 256, B = 1 forms a head (memorisation no longer
+# competes). Measured, both the other way:
+#
+# * K = 64, B = 2: no head, in-weights accuracy 0.86-0.88, *above* the wide toy's 0.74-0.79;
+# * K = 256, B = 1: no head, in-weights 0.37-0.38 (`neither`; wide: 0.46-0.53);
+# * what the narrow toy loses is the circuit: K = 1024, B = 2 forms its head at 629-821 steps (wide: 320-359), and
+#   K = 4096, B = 2 forms none in 1500 steps (wide: 603-701).
+#
+# So the capacity is not set by the direct path's rank here (the heads' own paths memorise too, section 11), and a
+# rule that made it follow the width would have turned two right phases wrong; it is not in v2. Narrowing the
+# model slows the circuit (its heads are 25 wide, not 64), which v2, whose circuit has no width, does not carry.
+
+# %%
+NARROW = json.loads((HERE / "data" / "narrow.json").read_text())
+
+
+def narrow_rows(name: str) -> list[dict]:
+    """The two seeds of one narrow cell."""
+    return NARROW[name]["cells"][0]["seeds"]
+
+
+def wide_rows(K: int, B: int) -> list[dict]:
+    """The two seeds of the same cell in reddy2024 at d_model = 64."""
+    return next(c["seeds"] for c in P["reddy2024"]["cells"] if c["cell"] == {"K": K, "B": B})
+
+
+def narrow_task(name: str) -> ClassificationTask:
+    """The task of one narrow cell: the sweep's task with the cell's K and B."""
+    fields = {k: v for k, v in NARROW[name]["config"]["task"].items() if k != "kind"}
+    cell = {k: int(v) for k, v in NARROW[name]["cells"][0]["cell"].items()}
+    return ClassificationTask(**(fields | cell))
+
+
+for name, (K, B) in {"K64B2": (64, 2), "K256B1": (256, 1), "K1024B2": (1024, 2), "K4096B2": (4096, 2)}.items():
+    narrow, wide = narrow_rows(name), wide_rows(K, B)
+    print(
+        f"K = {K:4d}, B = {B}: narrow heads {[r['transition_step'] and round(r['transition_step']) for r in narrow]}, "
+        f"in-weights {[round(r['iwl_final'], 2) for r in narrow]}; wide heads "
+        f"{[r['transition_step'] and round(r['transition_step']) for r in wide]}, in-weights "
+        f"{[round(r['iwl_final'], 2) for r in wide]}"
+    )
+# memorisation does not fall with the width: at K = 64 the narrow toys memorise at least as well as the wide ones
+check("narrow", all(r["transition_step"] is None for r in narrow_rows("K64B2")), "a head at K = 64")
+check("narrow", min(r["iwl_final"] for r in narrow_rows("K64B2")) >= max(r["iwl_final"] for r in wide_rows(64, 2)))
+check("narrow", all(r["transition_step"] is None for r in narrow_rows("K256B1")), "a head at K = 256, B = 1")
+# the circuit slows: K = 1024 at least 1.5x later in every seed than the wide toys' slowest, none at K = 4096
+slow = min(r["transition_step"] for r in narrow_rows("K1024B2"))
+check("narrow", slow >= 1.5 * max(r["transition_step"] for r in wide_rows(1024, 2)), f"K = 1024: {slow}")
+check("narrow", all(r["transition_step"] is None for r in narrow_rows("K4096B2")), "a head at K = 4096")
+# a capacity of min(D, d_model - n_ctx) = 8 dimensions would turn v2's two right phases wrong
+as_wide = predict_many([narrow_task("K64B2"), narrow_task("K256B1")], lr=6e-3, steps=1500, calibration=FIT_DEMO)
+as_narrow = predict_many(
+    [dataclasses.replace(narrow_task(n), D=8) for n in ("K64B2", "K256B1")], lr=6e-3, steps=1500, calibration=FIT_DEMO
+)
+print(
+    "v2 at D = 16:",
+    [p["phase"] for p in as_wide],
+    "with the capacity at 8 dimensions:",
+    [p["phase"] for p in as_narrow],
+)
+check("narrow", [p["phase"] for p in as_wide] == ["iwl", "neither"], "v2 as it is")
+check("narrow", [p["phase"] for p in as_narrow] == ["neither", "icl"], "the width rule")
 
 # %% [markdown]
 # ## Summary

@@ -28,6 +28,10 @@ where its in-weights proxy is at least the copy plateau B / N when the circuit w
 * ``alpha``: alpha in {1.05, 1.1, 1.15} x p_B in {0.75, 1} at K = 8192 (between chan2022's alpha = 1, heads, and
   1.25, none).
 
+``narrow`` asks whether the in-weights capacity follows the toy's width: reddy2024's toy and schedule with
+d_model = d_head = 25, so that its one-hot positions leave 8 content dimensions for the D = 16 items (the direct
+path's rank drops from 16 to 8), on four cells (K, B) = (64, 2), (256, 1), (1024, 2), (4096, 2), one sweep each.
+
 Every sweep records the sub-circuits' clocks beside the in-context accuracy: the layer-1 label -> item
 (previous-token) score ``prev_score_l0`` and the layer-2 query -> matching-label score ``induction_score_l1``,
 both on novel-class sequences, and each layer's query -> itself score on the training mixture
@@ -53,6 +57,7 @@ from toy_models.train import headline_chance, headline_measure, task_kind
 __all__ = [
     "EXPERIMENTS",
     "collect",
+    "narrow_sweeps",
     "recruitment_edge_sweeps",
     "recruitment_sweeps",
     "repetition_sweeps",
@@ -145,16 +150,33 @@ def recruitment_edge_sweeps() -> dict[str, SweepConfig]:
     }
 
 
+#: the narrow experiment's width: 8 content dimensions beside reddy2024's 17 one-hot positions
+NARROW_D_MODEL = 25
+
+
+def narrow_sweeps() -> dict[str, SweepConfig]:
+    """The sweeps of the ``narrow`` experiment (see the module docstring), by name: reddy2024's toys and schedule at
+    d_model = d_head = :data:`NARROW_D_MODEL`."""
+    reddy = preset("reddy2024")
+    model = dataclasses.replace(reddy.model, d_model=NARROW_D_MODEL, d_head=NARROW_D_MODEL)
+    cells = {"K64B2": (64.0, 2.0), "K256B1": (256.0, 1.0), "K1024B2": (1024.0, 2.0), "K4096B2": (4096.0, 2.0)}
+    return {
+        name: dataclasses.replace(reddy, name=f"narrow_{name}", model=model, axes=(("K", (K,)), ("B", (B,))))
+        for name, (K, B) in cells.items()
+    }
+
+
 #: the experiments by name, in the order of :data:`toy_models.presets.EXPERIMENT_NAMES` (the command line's list;
 #: tests/unit/test_cli.py checks that the two agree)
 EXPERIMENTS = {
     "repetition": repetition_sweeps,
     "recruitment": recruitment_sweeps,
     "recruitment_edge": recruitment_edge_sweeps,
+    "narrow": narrow_sweeps,
 }
 #: experiments whose sweeps predict with the packaged calibration instead of fitting one (too few cells that
 #: transition to fit on)
-PACKAGED_CALIBRATION = ("recruitment", "recruitment_edge")
+PACKAGED_CALIBRATION = ("recruitment", "recruitment_edge", "narrow")
 
 
 def _first_crossing(steps: np.ndarray, curve: np.ndarray, level: float) -> float | None:

@@ -12,4 +12,4 @@ __all__ = ["EXPERIMENT_NAMES", "PRESETS"]
 #: the named sweeps of ``zipfhead sweep --preset`` (the first is the default, ``make demo``'s)
 PRESETS = ("demo", "chan2022", "reddy2024", "tokens", "markov", "transience")
 #: the control experiments of ``zipfhead experiment``
-EXPERIMENT_NAMES = ("repetition", "recruitment", "recruitment_edge")
+EXPERIMENT_NAMES = ("repetition", "recruitment", "recruitment_edge", "narrow")
