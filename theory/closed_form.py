@@ -44,9 +44,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from theory.distributions import ClassificationTask, TokenStreamTask
+from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 from theory.phases import phase_from
-from theory.reduced import ReducedParams, _zipf_bins
+from theory.reduced import ReducedParams
 
 __all__ = [
     "copy_plateau",
@@ -142,7 +142,7 @@ def memorisable_cutoff(task: ClassificationTask, params: ReducedParams) -> float
 
 
 def _bins(task: ClassificationTask, max_bins: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    return _zipf_bins(task.K, task.alpha, task.q, max_bins)
+    return Zipf(task.K, task.alpha, task.q).rank_bins(max_bins)
 
 
 def _memorisation(task: ClassificationTask, params: ReducedParams, max_bins: int = 32):

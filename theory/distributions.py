@@ -109,6 +109,18 @@ class Zipf(_Config):
         w = np.exp(logw - logw.max())
         return w / w.sum()
 
+    def rank_bins(self, max_bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ranks grouped into bins geometric in rank, as the reduced models tabulate them: (sizes (G,), masses
+        (G,)), float64, the number of ranks and the probability in each bin; one rank per bin when K <= max_bins,
+        else at most max_bins bins. Sizes sum to K, masses to 1."""
+        check_int("max_bins", max_bins, 1)
+        if self.K <= max_bins:
+            edges = np.arange(1, self.K + 2)
+        else:
+            edges = np.unique(np.round(np.geomspace(1, self.K + 1, max_bins + 1)).astype(np.int64))
+        cum = np.concatenate([[0.0], np.cumsum(self.probs())])
+        return np.diff(edges).astype(np.float64), cum[edges[1:] - 1] - cum[edges[:-1] - 1]
+
     def cdf(self) -> np.ndarray:
         """Cumulative probabilities, shape (K,), float64, last entry exactly 1 (the samplers' inverse-CDF table)."""
         c = np.cumsum(self.probs())

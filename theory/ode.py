@@ -37,7 +37,7 @@ MODELS = {"v1": 1, "v2": 2, "markov": 3}
 @nb.njit(cache=True)
 def _drift(model, y, data, prm, out):
     if model == 1:
-        _v1._flow(y, data, prm, out)
+        _v1.drift(y, data, prm, out)
     elif model == 2:
         _v2.drift(y, data, prm, out)
     else:
@@ -47,7 +47,7 @@ def _drift(model, y, data, prm, out):
 @nb.njit(cache=True)
 def _track(model, y, data, prm):
     if model == 1:
-        return _v1._track(y, data, prm)
+        return _v1.track(y, data, prm)
     if model == 2:
         return _v2.track(y, data, prm)
     return _mk.track(y, data, prm)
@@ -56,7 +56,7 @@ def _track(model, y, data, prm):
 @nb.njit(cache=True)
 def _probe(model, y, data, prm, row):
     if model == 1:
-        _v1._probe(y, data, prm, row)
+        _v1.probe(y, data, prm, row)
     elif model == 2:
         _v2.probe(y, data, prm, row)
     else:

@@ -46,7 +46,7 @@ import sympy as sp
 from theory._codegen import kernel_module, write_module
 from theory._reduced_kernel import case_terms
 from theory._validate import check_int, check_real
-from theory.distributions import ClassificationTask
+from theory.distributions import ClassificationTask, Zipf
 from theory.schedule import DECAY_ON
 
 __all__ = [
@@ -133,20 +133,6 @@ class Cases:
         return np.stack([self.weight, self.m, self.n, self.r, self.n_o, self.M, self.bin.astype(float)], axis=1)
 
 
-@lru_cache(maxsize=512)
-def _zipf_bins(K: int, alpha: float, q: float, max_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Geometric rank bins of Zipf(K, alpha, q): (sizes (G,), masses (G,)), one class per bin when K <= max_bins."""
-    if K <= max_bins:
-        edges = np.arange(1, K + 2)
-    else:
-        edges = np.unique(np.round(np.geomspace(1, K + 1, max_bins + 1)).astype(np.int64))
-    ranks = np.arange(1, K + 1, dtype=np.float64)
-    weights = (ranks + q) ** (-alpha)
-    cum = np.concatenate([[0.0], np.cumsum(weights)])
-    mass = (cum[edges[1:] - 1] - cum[edges[:-1] - 1]) / cum[-1]
-    return np.diff(edges).astype(np.float64), mass
-
-
 def _counts(n_o: np.ndarray | float, L: int) -> tuple[np.ndarray, np.ndarray]:
     n_o = np.minimum(n_o, L - 1.0)
     return n_o, L - 1.0 - n_o
@@ -155,7 +141,7 @@ def _counts(n_o: np.ndarray | float, L: int) -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=512)
 def _iid_block(K: int, alpha: float, q: float, N: int, L: int, max_bins: int, tail: float) -> np.ndarray:
     """The i.i.d.-context cases of every bin, (C, 7), weights = bin mass x Binomial(m; N, p) (cut at ``tail``)."""
-    sizes, masses = _zipf_bins(K, alpha, q, max_bins)
+    sizes, masses = Zipf(K, alpha, q).rank_bins(max_bins)
     k = np.arange(N + 1, dtype=np.float64)
     log_comb = np.array([math.lgamma(N + 1) - math.lgamma(j + 1) - math.lgamma(N - j + 1) for j in range(N + 1)])
     blocks = []
@@ -194,7 +180,7 @@ def classification_cases(task: ClassificationTask, *, max_bins: int = 12, tail: 
     check_int("max_bins", max_bins, 1)
     check_real("tail", tail, 0.0, 0.5, low_open=True)
     K, N, B, L = task.K, task.N, task.B, task.L
-    sizes, masses = _zipf_bins(K, task.alpha, task.q, max_bins)
+    sizes, masses = Zipf(K, task.alpha, task.q).rank_bins(max_bins)
     G = masses.shape[0]
     known = 1.0 - task.p_C
     n_o, M = _counts(N / B - 1.0, L)
@@ -411,7 +397,8 @@ _HEADER = 11
 
 
 @nb.njit(cache=True, fastmath=True)
-def _flow(y, data, prm, out):
+def drift(y, data, prm, out):
+    """dy/dt into out (:mod:`theory.ode`'s interface)."""
     G, C = int(prm[7]), int(prm[8])
     bins = prm[_HEADER : _HEADER + G]
     bin_p = prm[_HEADER + G : _HEADER + 2 * G]
@@ -419,13 +406,15 @@ def _flow(y, data, prm, out):
 
 
 @nb.njit(cache=True, fastmath=True)
-def _track(y, data, prm):
+def track(y, data, prm):
+    """The in-context accuracy proxy whose transition :mod:`theory.ode` locates."""
     C, Ei = int(prm[8]), int(prm[9])
     return _evaluate(y, data[C : C + Ei], prm[0])[0]
 
 
 @nb.njit(cache=True, fastmath=True)
-def _probe(y, data, prm, row):
+def probe(y, data, prm, row):
+    """What is recorded at an output time, into row (:mod:`theory.ode`'s interface)."""
     C, Ei = int(prm[8]), int(prm[9])
     _record(y, data[:C], data[C : C + Ei], data[C + Ei :], prm[0], prm[10] > 0.0, row)
 

@@ -62,8 +62,8 @@ import sympy as sp
 from theory._codegen import kernel_module, write_module
 from theory._reduced_v2_kernel import case_terms
 from theory._validate import check_int, check_real
-from theory.distributions import ClassificationTask
-from theory.reduced import ReducedParams, _zipf_bins
+from theory.distributions import ClassificationTask, Zipf
+from theory.reduced import ReducedParams
 
 __all__ = [
     "CASE_LOSS",
@@ -162,7 +162,7 @@ def _others(n_slots: float, L: int) -> tuple[float, float, float]:
 @lru_cache(maxsize=256)
 def _iid_rows(K: int, alpha: float, q: float, N: int, L: int, max_bins: int, tail: float, query_absent: bool):
     """i.i.d.-context cases per bin: weight = bin mass x P(m) x P(j); (rows, 8) with bin column g."""
-    sizes, masses = _zipf_bins(K, alpha, q, max_bins)
+    sizes, masses = Zipf(K, alpha, q).rank_bins(max_bins)
     rows = []
     for g, mass in enumerate(masses):
         p = min(mass / sizes[g], 1.0)
@@ -191,7 +191,7 @@ def cases_v2(task: ClassificationTask, *, max_bins: int = 12, tail: float = 1e-4
     check_int("max_bins", max_bins, 1)
     check_real("tail", tail, 0.0, 0.5, low_open=True)
     K, N, B, L = task.K, task.N, task.B, task.L
-    sizes, masses = _zipf_bins(K, task.alpha, task.q, max_bins)
+    sizes, masses = Zipf(K, task.alpha, task.q).rank_bins(max_bins)
     G = masses.shape[0]
     known = 1.0 - task.p_C
     n_o = min(N / B - 1.0, L - 1.0)

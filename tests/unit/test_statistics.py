@@ -194,6 +194,25 @@ def test_zipf_one_normaliser_is_the_harmonic_number():
             assert S.normaliser(Zipf(K, 1.0), method) == pytest.approx(float(mpmath.harmonic(K)), rel=1e-12)
 
 
+@given(st.integers(1, 5000), st.floats(0.0, 3.0), st.floats(0.0, 20.0), st.integers(1, 30))
+def test_zipf_rank_bins_against_a_rank_by_rank_sum(K, alpha, q, max_bins):
+    """Zipf.rank_bins against a plain loop over ranks with math.fsum: contiguous bins covering 1..K (one rank each
+    when K <= max_bins, at most max_bins otherwise, sizes growing with rank), each bin's mass the fsum of
+    (k + q)^-alpha over its ranks over the fsum over all ranks (to 1e-12 relative and 1e-15 absolute: float64
+    cumulative sums over <= 5000 terms)."""
+    sizes, masses = Zipf(K, alpha, q).rank_bins(max_bins)
+    assert sizes.sum() == K and np.all(sizes >= 1)
+    assert sizes.size == K if K <= max_bins else sizes.size <= max_bins
+    assert np.all(np.diff(sizes) >= -1)  # geometric edges, rounded: non-decreasing up to rounding
+    weights = [(k + q) ** -alpha for k in range(1, K + 1)]
+    total = math.fsum(weights)
+    start = 0
+    for size, mass in zip(sizes.astype(int), masses, strict=True):
+        want = math.fsum(weights[start : start + size]) / total
+        assert mass == pytest.approx(want, rel=1e-12, abs=1e-15)
+        start += size
+
+
 def _trigger_repeat_dp(p: float, T: int) -> float:
     """P(>= 2 occurrences among positions 1..T-1) by dynamic programming over (count, forced) states."""
     # state: probability of (count in {0,1,2+}, next position forced)
