@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from theory._io import atomic_write, read_json, reading
+from theory._io import atomic_write
 from theory._validate import check_int, check_real
 from theory.closed_form import phases_closed_form
 from theory.closed_form_v2 import escape_v2
@@ -53,7 +53,6 @@ __all__ = [
     "IWL_THRESHOLD",
     "LR_MAX",
     "Calibration",
-    "calibrate",
     "calibrate_rows",
     "icl_threshold",
     "load_calibration",
@@ -463,68 +462,6 @@ def _typed(template: Any, value: Any) -> Any:
     return round(float(value)) if isinstance(template, int) and not isinstance(template, bool) else float(value)
 
 
-def _read_run(run_dir: Path) -> list[Observation]:
-    """Every model of a ``zipfhead train`` run as an :class:`Observation` (diverged models left out)."""
-    from theory.distributions import config_from_dict
-
-    cfg_path, sum_path = run_dir / "config.json", run_dir / "summary.json"
-    if not (cfg_path.exists() and sum_path.exists()):
-        raise ValueError(f"run directory {str(run_dir)!r} lacks config.json or summary.json: not a finished run")
-    with reading(cfg_path, "a zipfhead train config"):
-        cfg = read_json(cfg_path)
-        task = config_from_dict(cfg["task"])
-        train = cfg.get("train", {})
-        base = Schedule()
-        kept = {k: train[k] for k in ("optimizer", "batch_size", "weight_decay", "decay_on") if k in train}
-    out = []
-    with reading(sum_path, "a zipfhead train summary"):
-        summary = read_json(sum_path)
-        steps = int(summary.get("steps_trained", train.get("steps", base.steps)))
-        headline = summary.get("headline", "icl_acc")
-        for m in summary["models"]:
-            if m.get("diverged"):
-                continue
-            # a transition counts only if the run ended with the circuit formed: a run stopped mid-rise would
-            # place its half-way point on the plateau's onset instead
-            formed = m["final"].get(headline, 0.0) >= icl_threshold(task)
-            schedule = Schedule(**(kept | {"lr": float(m["lr"]), "steps": steps}))
-            out.append(Observation(task, schedule, m["transition_step"] if formed else None))
-    return out
-
-
-def calibrate(
-    run_dirs: list[str | Path],
-    *,
-    kappas: np.ndarray | None = None,
-    iw_speeds: np.ndarray | None = None,
-) -> Calibration:
-    """Fit (time_scale, iw_speed, kappa, leak, spread) to trained toys by least squares on log transition
-    steps.
-
-    For each candidate (kappa, iw_speed, leak, spread) on a log grid the reduced model's flow-time transition t_i
-    of every distinct distribution is integrated (one parallel batch); the best time_scale is then explicit, log tau =
-    mean(log t_i - log lr_i - log step_i) over the toys that made a transition, and the candidate with the smallest
-    cost wins: the sum of squared log residuals, plus 4 (a factor e^2 miss) for every toy whose outcome the
-    candidate gets wrong (a transition predicted within the toy's training steps where the toy made none, or the
-    reverse). A toy counts as having made a transition only if it ended above :func:`icl_threshold` (a run stopped
-    mid-rise would place its half-way point on the plateau's onset). With fewer than three distinct distributions
-    only time_scale is fitted (the others keep the packaged values): they are not identifiable from one or two;
-    with fewer than :data:`FULL_FIT_DISTRIBUTIONS`, time_scale, iw_speed and spread (on :data:`SPREADS`; kappa and
-    leak keep the packaged values); with more, all five (leak on the grid 0.05, 0.1, 0.2, 0.4).
-
-    Args:
-        run_dirs: ``zipfhead train`` output directories (config.json + summary.json each).
-        kappas, iw_speeds: candidate grids (default: 6 values in [0.5, 16] and 8 in [1, 3000]).
-
-    Returns:
-        The fitted :class:`Calibration`, with the residuals log(measured / predicted) and the run list as source.
-    """
-    if not run_dirs:
-        raise ValueError("run_dirs is empty: give at least one zipfhead train output directory")
-    rows = [row for d in run_dirs for row in _read_run(Path(d))]
-    return calibrate_rows(rows, kappas=kappas, iw_speeds=iw_speeds, source=", ".join(str(Path(d)) for d in run_dirs))
-
-
 def calibrate_rows(
     rows: list[Observation],
     *,
@@ -533,11 +470,31 @@ def calibrate_rows(
     spreads: np.ndarray | None = None,
     source: str = "",
 ) -> Calibration:
-    """:func:`calibrate` on trained toys given as :class:`theory.schedule.Observation` rows (a transition step
-    counts only for toys that ended with the circuit formed). The flow's decay rate weight_decay / tau uses the
-    packaged tau (tau is fitted after the integration, which must not depend on it; with decay it does, weakly, and
-    the packaged value is the best guess at hand). ``kappas``, ``iw_speeds`` and ``spreads`` replace the candidate
-    grids (default: see :func:`calibrate` and :data:`SPREADS`)."""
+    """Fit (time_scale, iw_speed, kappa, leak, spread) to trained toys given as :class:`theory.schedule.Observation`
+    rows, by least squares on log transition steps (a transition step counts only for toys that ended with the
+    circuit formed; ``zipfhead calibrate`` reads them from run directories, :func:`toy_models.runs.calibrate_runs`).
+
+    For each candidate (kappa, iw_speed, leak, spread) on a log grid the reduced model's flow-time transition t_i
+    of every distinct distribution is integrated (one parallel batch); the best time_scale is then explicit, log tau =
+    mean(log t_i - log lr_i - log step_i) over the toys that made a transition, and the candidate with the smallest
+    cost wins: the sum of squared log residuals, plus 4 (a factor e^2 miss) for every toy whose outcome the
+    candidate gets wrong (a transition predicted within the toy's training steps where the toy made none, or the
+    reverse). With fewer than three distinct distributions only time_scale is fitted (the others keep the packaged
+    values): they are not identifiable from one or two; with fewer than :data:`FULL_FIT_DISTRIBUTIONS`,
+    time_scale, iw_speed and spread (on :data:`SPREADS`; kappa and leak keep the packaged values); with more, all
+    five (leak on the grid 0.05, 0.1, 0.2, 0.4). The flow's decay rate weight_decay / tau uses the packaged tau
+    (tau is fitted after the integration, which must not depend on it; with decay it does, weakly, and the packaged
+    value is the best guess at hand).
+
+    Args:
+        rows: the trained toys.
+        kappas, iw_speeds, spreads: candidate grids (default: 6 values of kappa in [0.5, 16], 8 of iw_speed in
+            [1, 3000], and :data:`SPREADS`).
+        source: where the rows come from, kept in the calibration.
+
+    Returns:
+        The fitted :class:`Calibration`, with the residuals log(measured / predicted).
+    """
     for i, row in enumerate(rows):
         if not isinstance(row, Observation):
             raise ValueError(f"rows[{i}] = {row!r} is not allowed: each row must be a theory.schedule.Observation")

@@ -90,11 +90,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from theory.predict import DEFAULT_CALIBRATION, calibrate
+    from theory.predict import DEFAULT_CALIBRATION
+    from toy_models.runs import calibrate_runs
 
     if Path(args.out).resolve() == DEFAULT_CALIBRATION.resolve():
         raise ValueError(f"--out = {args.out!r} is the packaged calibration: write to a path of your own")
-    cal = calibrate(args.run_dirs)
+    cal = calibrate_runs(args.run_dirs)
     cal.to_json(args.out)
     resid = np.asarray(cal.residuals)
     rms = float(np.sqrt(np.mean(resid**2))) if resid.size else float("nan")

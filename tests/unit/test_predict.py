@@ -13,13 +13,13 @@ from theory.phases import PHASES
 from theory.predict import (
     FULL_FIT_DISTRIBUTIONS,
     Calibration,
-    calibrate,
     load_calibration,
     phase_grid,
     predict,
     predict_many,
 )
 from toy_models.cli import main
+from toy_models.runs import calibrate_runs
 
 TASK = ClassificationTask(K=4096, N=8, D=16, L=16, B=2, p_B=1.0, alpha=0.0)
 
@@ -107,7 +107,7 @@ def test_calibrate_recovers_constants_it_generated(tmp_path):
         zip(tasks, predict_many(tasks, lr=3e-3, steps=3000, calibration=truth), strict=True)
     ):
         runs.append(_fake_run(tmp_path, f"r{i}", task, 3e-3, res["transition_step"]))
-    fit = calibrate(runs, kappas=np.array([1.0, 4.0, 16.0]), iw_speeds=np.array([3.0, 30.0, 300.0]))
+    fit = calibrate_runs(runs, kappas=np.array([1.0, 4.0, 16.0]), iw_speeds=np.array([3.0, 30.0, 300.0]))
     assert FULL_FIT_DISTRIBUTIONS <= len(tasks)
     # both sides integrate with rtol 1e-4 on different output grids: transition times agree to ~1%
     assert fit.time_scale == pytest.approx(2.0, rel=0.03)
