@@ -21,7 +21,7 @@ from theory.distributions import ClassificationTask, TokenStreamTask
 from toy_models.model import ModelConfig
 from toy_models.sweep import format_profile
 from toy_models.tasks import ClassificationStream, derive_seed
-from toy_models.train import RunConfig, TrainConfig, _engine, _sharders, _to_device_data, device_sampler_consts
+from toy_models.train import RunConfig, TrainConfig, device_sampler_consts, engine_for, sharders, to_device_data
 
 __all__ = ["bench_sweep", "bench_training", "format_sweep", "matmul_peak", "model_flops"]
 
@@ -66,15 +66,15 @@ def model_flops(cfg: ModelConfig, batch: int, T: int) -> float:
 
 
 def _setup(run: RunConfig, steps: int):
-    eng = _engine(run)
+    eng = engine_for(run)
     streams = run.streams()
     means = [s.means() for s in streams]
     keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
     state = eng.init(keys, jnp.asarray(run.model_lrs, jnp.float32), jnp.asarray(run.model_weight_decays, jnp.float32))
-    data = _to_device_data(
+    data = to_device_data(
         [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
     )
-    on_models, on_scan = _sharders(len(streams))  # as train() places them: models split over the devices
+    on_models, on_scan = sharders(len(streams))  # as train() places them: models split over the devices
     return eng, on_models(state), on_scan(data)
 
 
@@ -184,12 +184,12 @@ def bench_sampling(run: RunConfig, steps: int, repeats: int) -> dict[str, Any]:
     host_eng, host_state, _ = _setup(run, steps)
     streams = run.streams()
     means = [s.means() for s in streams]
-    on_models, on_scan = _sharders(len(streams))
+    on_models, on_scan = sharders(len(streams))
     held = {"host": host_state}
 
     def host():
         chunks = [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
-        held["host"], loss = host_eng.run_chunk(held["host"], on_scan(_to_device_data(chunks)))
+        held["host"], loss = host_eng.run_chunk(held["host"], on_scan(to_device_data(chunks)))
         return loss
 
     dev_run = dataclasses.replace(run, train=dataclasses.replace(run.train, sampler="device"))

@@ -148,7 +148,7 @@ def load_params(source: Any, model_index: int = 0, *, cfg: Any = None) -> tuple[
 
     The arrays are the ones the toy's forward pass uses: for one-hot positions, W_E is content-masked.
     """
-    from toy_models.model import _content_mask
+    from toy_models.model import content_mask
     from toy_models.results import param_arrays
 
     if isinstance(source, str | Path):
@@ -162,7 +162,7 @@ def load_params(source: Any, model_index: int = 0, *, cfg: Any = None) -> tuple[
         arrays = _select(arrays, arrays["embed.W_E"].ndim == 3, model_index)
     arrays = {k: np.array(v, dtype=np.float32) for k, v in arrays.items()}  # copies: writable, owned
     if cfg.positional == "onehot":
-        arrays["embed.W_E"] = arrays["embed.W_E"] * np.asarray(_content_mask(cfg), dtype=np.float32)
+        arrays["embed.W_E"] = arrays["embed.W_E"] * np.asarray(content_mask(cfg), dtype=np.float32)
     return cfg, arrays
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from theory._validate import check_choice, check_int, check_real
 
-__all__ = ["ModelConfig", "forward", "init_params"]
+__all__ = ["ModelConfig", "content_mask", "forward", "init_params"]
 
 Params = dict[str, Any]
 POSITIONAL = ("learned", "onehot")
@@ -94,7 +94,7 @@ def _onehot_positions(cfg: ModelConfig) -> jnp.ndarray:
     return jnp.zeros((cfg.n_ctx, cfg.d_model)).at[:, cfg.d_model - cfg.n_ctx :].set(jnp.eye(cfg.n_ctx))
 
 
-def _content_mask(cfg: ModelConfig) -> jnp.ndarray:
+def content_mask(cfg: ModelConfig) -> jnp.ndarray:
     """(1, d_model): 1 on the content dimensions, 0 on the one-hot positions' (a row, to scale W_E's rows)."""
     return (jnp.arange(cfg.d_model) < cfg.d_model - cfg.n_ctx).astype(jnp.float32)[None, :]
 
@@ -110,7 +110,7 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
 
     W_E = normal((cfg.d_vocab, M))
     params: Params = {
-        "embed": {"W_E": W_E * _content_mask(cfg) if cfg.positional == "onehot" else W_E},
+        "embed": {"W_E": W_E * content_mask(cfg) if cfg.positional == "onehot" else W_E},
         "pos_embed": {"W_pos": normal((cfg.n_ctx, M)) if cfg.positional == "learned" else _onehot_positions(cfg)},
         "blocks": [],
         "unembed": {"W_U": normal((M, cfg.d_vocab_out)), "b_U": jnp.zeros(cfg.d_vocab_out)},
@@ -153,7 +153,7 @@ def embed(params: Params, cfg: ModelConfig, inputs: jnp.ndarray) -> jnp.ndarray:
     if cfg.positional == "onehot":
         # Reddy's concatenation [content | one-hot position]: content lives in the first d_model - n_ctx
         # dimensions, positions in the last n_ctx; neither W_pos nor that split is trained.
-        W_E = W_E * _content_mask(cfg)
+        W_E = W_E * content_mask(cfg)
         W_pos = jax.lax.stop_gradient(W_pos)
     x_BTD = W_E[inputs] if jnp.issubdtype(inputs.dtype, jnp.integer) else inputs @ W_E
     return x_BTD + W_pos[None, : x_BTD.shape[1]]

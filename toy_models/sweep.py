@@ -50,9 +50,9 @@ from toy_models.train import (
     TIMING_PARTS,
     RunConfig,
     TrainConfig,
-    _shape_signature,
     data_stream,
     headline_measure,
+    shape_signature,
     task_kind,
 )
 
@@ -209,7 +209,7 @@ class SweepConfig:
         """Cells grouped by shape signature (and split to at most MAX_MODELS_PER_GROUP models), in cell order."""
         by_shape: dict[tuple, list[int]] = {}
         for i, cell in enumerate(self.cells()):
-            by_shape.setdefault(_shape_signature(self.cell_task(cell)), []).append(i)
+            by_shape.setdefault(shape_signature(self.cell_task(cell)), []).append(i)
         per = max(1, MAX_MODELS_PER_GROUP // len(self.seeds))
         out = []
         for cells in by_shape.values():

@@ -47,7 +47,7 @@ from toy_models import measures as ms
 from toy_models.model import ModelConfig, forward, init_params
 from toy_models.tasks import ClassificationStream, MarkovStream, TokenStream, classification_inputs, derive_seed
 
-__all__ = ["RunConfig", "TrainConfig", "train"]
+__all__ = ["RunConfig", "TrainConfig", "engine_for", "shape_signature", "sharders", "to_device_data", "train"]
 
 #: where training batches are drawn: ``host`` (the Numba samplers, streamed in by chunk) or ``device`` (the JAX
 #: twins of :mod:`toy_models.device_samplers`, inside the compiled chunk; classification and token streams)
@@ -166,9 +166,9 @@ class RunConfig:
                     f"lrs has {len(self.lrs)} values for {len(self.tasks)} tasks: give none or one per task"
                 )
             for t in self.tasks:
-                if type(t) is not type(self.task) or _shape_signature(t) != _shape_signature(self.task):
+                if type(t) is not type(self.task) or shape_signature(t) != shape_signature(self.task):
                     raise ValueError(
-                        f"task {t} does not share the template's kind and shapes {_shape_signature(self.task)}"
+                        f"task {t} does not share the template's kind and shapes {shape_signature(self.task)}"
                     )
         if self.train.sampler == "device" and self.kind == "markov":
             raise ValueError(
@@ -621,16 +621,16 @@ _PROBE_MIN_CHUNKS = 20  # runs shorter than this many chunks skip the timed prob
 CPU_WIDTH = 4
 
 
-def _shape_signature(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, ...]:
+def shape_signature(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, ...]:
     """The task parameters that fix array shapes: (N, D, L), (T, V) or (T, k)."""
     if isinstance(task, ClassificationTask):
         return (task.N, task.D, task.L)
     return (task.T, task.V) if isinstance(task, TokenStreamTask) else (task.T, task.k)
 
 
-def _engine(run: RunConfig) -> Engine:
+def engine_for(run: RunConfig) -> Engine:
     """One Engine (and so one compilation) per distinct shape-and-optimiser signature, reused across runs."""
-    task_shape = _shape_signature(run.task)
+    task_shape = shape_signature(run.task)
     tcfg = dataclasses.replace(  # lr and weight decay live in each model's state; the schedule is not code
         run.train, lr=1.0, weight_decay=0.0, steps=1, eval_every=run.train.dense_factor
     )
@@ -732,7 +732,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.ndarray]:
+def to_device_data(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, jnp.ndarray]:
     """Per-model chunks (n_steps, batch, ...) -> scan layout (n_steps, M, batch, ...)."""
     return {k: jnp.asarray(np.stack([c[k] for c in chunks], axis=1)) for k in chunks[0]}
 
@@ -745,7 +745,7 @@ def _mesh(M: int) -> Mesh | None:
     return Mesh(np.asarray(devices), ("model",))
 
 
-def _sharders(M: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+def sharders(M: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     """Place pytrees with the model axis split over every JAX device (axis 0, or axis 1 for scan data).
 
     Several GPUs, or several host devices (``zipfhead`` sets XLA_FLAGS=--xla_force_host_platform_device_count
@@ -783,13 +783,13 @@ def train(
     clock = dict.fromkeys(TIMING_PARTS[1:-1], 0.0)  # the parts between setup and other
     tcfg = run.train
     streams = run.streams()
-    engine = _engine(run)
+    engine = engine_for(run)
     M = len(streams)
     means = [s.means() for s in streams]
     eval_sets = [s.eval_sets(m, tcfg.eval_size) for s, m in zip(streams, means, strict=True)]
     eval_data = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *eval_sets)
 
-    on_models, on_scan = _sharders(M)
+    on_models, on_scan = sharders(M)
     eval_data = on_models(eval_data)
     keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
     state = engine.init(
@@ -845,7 +845,7 @@ def train(
             steps = np.broadcast_to(np.arange(step0, step0 + n, dtype=np.int32)[:, None], (n, M))
             return n, on_scan({"step": jnp.asarray(steps)})
         chunks = [s.train_chunk(m, step0, n, tcfg.batch_size) for s, m in zip(streams, means, strict=True)]
-        return n, on_scan(_to_device_data(chunks))
+        return n, on_scan(to_device_data(chunks))
 
     t0 = time.perf_counter()
     setup = t0 - t_setup - clock["evaluate"]  # the step-0 evaluation counts as evaluation
