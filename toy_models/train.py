@@ -616,9 +616,13 @@ def device_sampler_consts(run: RunConfig, means: Sequence[np.ndarray | None]) ->
 _ENGINES: dict[tuple, Engine] = {}
 _PROBE_MIN_CHUNKS = 20  # runs shorter than this many chunks skip the timed probe: it would not pay for itself
 #: the group width on CPU: the largest candidate up to this. Fixed rather than timed, so that runs repeat bit for
-#: bit (a timed choice differed between processes, and the curves by 5e-7). Measured on the demo's group of 36
-#: models (one timed chunk each): widths 1, 2, 4, 36 took 4.5, 4.3, 3.6, 4.7 s.
-CPU_WIDTH = 4
+#: bit (a timed choice differed between processes, and the curves by 5e-7). 1: each device runs its models one
+#: after another inside the compiled chunk, as XLA's CPU batched matmuls of these toys are slower per FLOP than one
+#: model's. Measured (2 host devices; 50-step chunks compiled beforehand, widths timed alternately, median of 5):
+#: the demo's 36 models at widths 1, 2, 18 per device ran 378, 354, 262 model-steps/s; the bench's classification
+#: toy (d_model 128, 32 models) at widths 1, 4, 16 ran 110, 98, 86. The demo's sweep end to end: 123.2 s of
+#: waiting on training at width 1 against 126.9 s at width 2 (one run each, load 1.7-2.2).
+CPU_WIDTH = 1
 
 
 def shape_signature(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, ...]:
