@@ -129,8 +129,17 @@ class Cases:
     L: int
 
     def table(self) -> np.ndarray:
-        """Training cases as one (C, 7) array with the columns of the evaluation tables."""
+        """Training cases as one (C, 7) array, columns :data:`COLUMNS` (those of the evaluation tables)."""
         return np.stack([self.weight, self.m, self.n, self.r, self.n_o, self.M, self.bin.astype(float)], axis=1)
+
+
+#: the columns of a case table (v1), in order: the case's weight, the query's label slots m among n context slots,
+#: each other label present r times, n_o such labels, M labels absent, and the query class's rank bin (-1: none)
+COLUMNS = ("weight", "m", "n", "r", "n_o", "M", "bin")
+W, CM, CN, CR, CNO, CMM, CBIN = range(len(COLUMNS))
+#: the outputs of the kernel's case_terms, in order: the loss, its gradient on (a, b, c, w), the softmax curvature,
+#: and the curvature's gradient on (a, b, c, w)
+LOSS, DL_A, DL_B, DL_C, DL_W, CURV, DK_A, DK_B, DK_C, DK_W = range(10)
 
 
 def _counts(n_o: np.ndarray | float, L: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,33 +195,33 @@ def classification_cases(task: ClassificationTask, *, max_bins: int = 12, tail: 
     n_o, M = _counts(N / B - 1.0, L)
     parts = []
     if known * task.p_B > 0:
-        bursty = np.zeros((G, 7))
+        bursty = np.zeros((G, len(COLUMNS)))
         bursty[:] = [0.0, B, N, B, n_o, M, 0.0]
-        bursty[:, 0] = known * task.p_B * masses
-        bursty[:, 6] = np.arange(G)
+        bursty[:, W] = known * task.p_B * masses
+        bursty[:, CBIN] = np.arange(G)
         parts.append(bursty)
     if known * (1 - task.p_B) > 0:
         iid = _iid_block(K, task.alpha, task.q, N, L, max_bins, tail).copy()
-        iid[:, 0] *= known * (1 - task.p_B)
+        iid[:, W] *= known * (1 - task.p_B)
         parts.append(iid)
     if task.p_C > 0:
         parts.append(np.array([[task.p_C, B, N, B, n_o, M, -1.0]]))
     table = np.concatenate(parts)
     icl = np.array([[1.0, B, N, B, n_o, M, -1]], dtype=np.float64)
     no_iwl, M_iwl = _counts(float(N), L)
-    iwl = np.zeros((G, 7))
+    iwl = np.zeros((G, len(COLUMNS)))
     iwl[:] = [0.0, 0.0, N, 1.0, no_iwl, M_iwl, 0.0]
-    iwl[:, 0] = masses
-    iwl[:, 6] = np.arange(G)
+    iwl[:, W] = masses
+    iwl[:, CBIN] = np.arange(G)
     s = 1.0 / (1.0 + task.eps**2)
     return Cases(
-        weight=table[:, 0],
-        m=table[:, 1],
-        n=table[:, 2],
-        r=table[:, 3],
-        n_o=table[:, 4],
-        M=table[:, 5],
-        bin=table[:, 6].astype(np.int64),
+        weight=table[:, W],
+        m=table[:, CM],
+        n=table[:, CN],
+        r=table[:, CR],
+        n_o=table[:, CNO],
+        M=table[:, CMM],
+        bin=table[:, CBIN].astype(np.int64),
         bin_size=sizes,
         bin_mass=masses,
         icl=icl,
@@ -307,22 +316,23 @@ def _rhs(y, cases, bin_size, s, iw_rate, inv_cap, rho, wd, out):
     for g in range(G):
         qw[g] = 0.0
     for i in range(cases.shape[0]):
-        weight = cases[i, 0]
+        weight = cases[i, W]
         if weight == 0.0:
             continue
-        g = int(cases[i, 6])
+        g = int(cases[i, CBIN])
         w = y[3 + g] if g >= 0 else 0.0
-        terms = case_terms(a, b, c, w, s, cases[i, 1], cases[i, 2], cases[i, 3], cases[i, 4], cases[i, 5])
-        ga += weight * terms[1]
-        gb += weight * terms[2]
-        gc += weight * terms[3]
-        Q += weight * terms[5]
-        qa += weight * terms[6]
-        qb += weight * terms[7]
-        qc += weight * terms[8]
+        row = cases[i]
+        terms = case_terms(a, b, c, w, s, row[CM], row[CN], row[CR], row[CNO], row[CMM])
+        ga += weight * terms[DL_A]
+        gb += weight * terms[DL_B]
+        gc += weight * terms[DL_C]
+        Q += weight * terms[CURV]
+        qa += weight * terms[DK_A]
+        qb += weight * terms[DK_B]
+        qc += weight * terms[DK_C]
         if g >= 0:
-            out[3 + g] += weight * terms[4]
-            qw[g] += weight * terms[9]
+            out[3 + g] += weight * terms[DL_W]
+            qw[g] += weight * terms[DK_W]
     # interference cost R = inv_cap / 2 * S * Q, S = sum over classes of the raw read-out norm w^2 / iw_rate
     S = 0.0
     for g in range(G):
@@ -347,12 +357,13 @@ def _evaluate(y, table, s):
     prob = 0.0
     loss = 0.0
     for i in range(table.shape[0]):
-        weight = table[i, 0]
+        weight = table[i, W]
         if weight == 0.0:
             continue
-        g = int(table[i, 6])
+        g = int(table[i, CBIN])
         w = y[3 + g] if g >= 0 else 0.0
-        ell = case_terms(y[0], y[1], y[2], w, s, table[i, 1], table[i, 2], table[i, 3], table[i, 4], table[i, 5])[0]
+        row = table[i]
+        ell = case_terms(y[0], y[1], y[2], w, s, row[CM], row[CN], row[CR], row[CNO], row[CMM])[LOSS]
         total += weight
         prob += weight * math.exp(-ell)
         loss += weight * ell
@@ -393,30 +404,32 @@ def _drift(y, cases, bin_size, bin_p, s, iw_rate, inv_cap, rho, wd, noise2, out)
 
 # v1 in the layout of the generic integrator (theory.ode): data = cases (C, 7) | icl (Ei, 7) | iwl (Ew, 7);
 # prm = s, iw_rate, inv_cap, rho, wd_circuit, wd_weights, noise2, G, C, Ei, with_loss, bin_size (G), bin_p (G)
-_HEADER = 11
+P_S, P_IW_RATE, P_INV_CAP, P_RHO, P_WD, P_NOISE2, P_G, P_C, P_EI, P_WITH_LOSS = 0, 1, 2, 3, 4, 6, 7, 8, 9, 10
+_HEADER = 11  # then bin_size (G), bin_p (G)
 
 
 @nb.njit(cache=True, fastmath=True)
 def drift(y, data, prm, out):
     """dy/dt into out (:mod:`theory.ode`'s interface)."""
-    G, C = int(prm[7]), int(prm[8])
+    G, C = int(prm[P_G]), int(prm[P_C])
     bins = prm[_HEADER : _HEADER + G]
     bin_p = prm[_HEADER + G : _HEADER + 2 * G]
-    _drift(y, data[:C], bins, bin_p, prm[0], prm[1], prm[2], prm[3], prm[4:6], prm[6], out)
+    wd = prm[P_WD : P_WD + 2]  # circuit, weights
+    _drift(y, data[:C], bins, bin_p, prm[P_S], prm[P_IW_RATE], prm[P_INV_CAP], prm[P_RHO], wd, prm[P_NOISE2], out)
 
 
 @nb.njit(cache=True, fastmath=True)
 def track(y, data, prm):
     """The in-context accuracy proxy whose transition :mod:`theory.ode` locates."""
-    C, Ei = int(prm[8]), int(prm[9])
-    return _evaluate(y, data[C : C + Ei], prm[0])[0]
+    C, Ei = int(prm[P_C]), int(prm[P_EI])
+    return _evaluate(y, data[C : C + Ei], prm[P_S])[0]
 
 
 @nb.njit(cache=True, fastmath=True)
 def probe(y, data, prm, row):
     """What is recorded at an output time, into row (:mod:`theory.ode`'s interface)."""
-    C, Ei = int(prm[8]), int(prm[9])
-    _record(y, data[:C], data[C : C + Ei], data[C + Ei :], prm[0], prm[10] > 0.0, row)
+    C, Ei = int(prm[P_C]), int(prm[P_EI])
+    _record(y, data[:C], data[C : C + Ei], data[C + Ei :], prm[P_S], prm[P_WITH_LOSS] > 0.0, row)
 
 
 def _pack(items: list[tuple[Cases, ReducedParams, np.ndarray]]):
@@ -427,9 +440,9 @@ def _pack(items: list[tuple[Cases, ReducedParams, np.ndarray]]):
     Ei = max(max(cs.icl.shape[0], 1) for cs, _, _ in items)
     Ew = max(max(cs.iwl.shape[0], 1) for cs, _, _ in items)
     E = items[0][2].shape[0]
-    cases = np.zeros((n, C, 7))
-    icl = np.zeros((n, Ei, 7))
-    iwl = np.zeros((n, Ew, 7))
+    cases = np.zeros((n, C, len(COLUMNS)))
+    icl = np.zeros((n, Ei, len(COLUMNS)))
+    iwl = np.zeros((n, Ew, len(COLUMNS)))
     bin_size = np.zeros((n, G))
     bin_p = np.zeros((n, G))
     noise2 = np.zeros(n)
@@ -496,10 +509,11 @@ def integrate_grid(
     n, C = cases.shape[:2]
     G = bin_size.shape[1]
     data = np.concatenate([cases, icl, iwl], axis=1)
+    # in the order P_S ... P_WITH_LOSS
     head = [s, iw_rate, inv_cap, rho, wd[:, 0], wd[:, 1], noise2]
     head += [np.full(n, G), np.full(n, C), np.full(n, icl.shape[1]), np.full(n, float(with_loss))]
     prm = np.concatenate([np.stack(head, axis=1), bin_size, bin_p], axis=1)
-    chance = 1.0 / (1.0 + icl[:, 0, 4] + icl[:, 0, 5])
+    chance = 1.0 / (1.0 + icl[:, 0, CNO] + icl[:, 0, CMM])  # one correct label among 1 + n_o + M
     P = y0.shape[1]
     from theory.ode import integrate_cells  # theory.ode imports this module
 
