@@ -369,16 +369,19 @@ print("K = 512: item-row norm at the transition, per seed:", [round(v, 2) for v 
 check("features clock", all(1.0 <= v <= 1.4 for v in at), "the head forms as the norm passes ~1.2")
 
 
+def cell_task(sweep: dict, cell: dict, **override: float) -> ClassificationTask:
+    """One cell of a stored sweep (a preset of presets.json, or a sweep of an experiment's findings) as its task:
+    the sweep's task with the cell's values, then ``override``."""
+    fields = {k: v for k, v in sweep["config"]["task"].items() if k != "kind"}
+    values = {k: (int(v) if k in ("K", "B") else float(v)) for k, v in cell["cell"].items()}
+    return ClassificationTask(**(fields | values | override))
+
+
 def preset_tasks(name: str, reference: bool) -> tuple[list[ClassificationTask], np.ndarray]:
     """A preset's cells as tasks (at the reference drive B = 2, p_B = 1 if ``reference``), and their seed means."""
-    fields = {k: v for k, v in P[name]["config"]["task"].items() if k != "kind"}
-    tasks, means = [], []
-    for cell in P[name]["cells"]:
-        values = fields | {k: (int(v) if k in ("K", "B") else float(v)) for k, v in cell["cell"].items()}
-        if reference:
-            values |= {"B": 2, "p_B": 1.0}
-        tasks.append(ClassificationTask(**values))
-        means.append(seed_mean([r["transition_step"] for r in cell["seeds"]]))
+    override = {"B": 2, "p_B": 1.0} if reference else {}
+    tasks = [cell_task(P[name], cell, **override) for cell in P[name]["cells"]]
+    means = [seed_mean([r["transition_step"] for r in cell["seeds"]]) for cell in P[name]["cells"]]
     return tasks, np.asarray(means)
 
 
@@ -453,24 +456,25 @@ check("participation", demo[(2048, 1.0)] < chan[(0.5, 1.0)] < demo[(4096, 1.0)],
 DEMO_CAL_CELLS = [int(c) for c in P["demo_calibration"]["source"].split("[")[1].rstrip("]").split(",")]
 
 
-def preset_measured(name: str) -> tuple[list[ClassificationTask], np.ndarray, list[list[str]]]:
-    """A preset's tasks, its (C, S) measured transition steps (NaN where no head formed) and (C, S) phases, by the
-    sweep's rules (:func:`theory.predict.measured_phase`)."""
-    tasks = preset_tasks(name, reference=False)[0]
-    steps, phases = [], []
-    for task, cell in zip(tasks, P[name]["cells"], strict=True):
+def sweep_measured(sweep: dict) -> tuple[list[ClassificationTask], np.ndarray, list[list[str]]]:
+    """A stored sweep's tasks, its (C, S) measured transition steps (NaN where no head formed) and (C, S) phases, by
+    the sweep's rules (:func:`theory.predict.measured_phase`)."""
+    tasks, steps, phases = [], [], []
+    for cell in sweep["cells"]:
+        task = cell_task(sweep, cell)
         row_p = [measured_phase(task, r["curves"]["icl_acc"], r["iwl_final"]) for r in cell["seeds"]]
         row_s = [
             float(r["transition_step"]) if r["transition_step"] is not None and ph in FORMED else float("nan")
             for r, ph in zip(cell["seeds"], row_p, strict=True)
         ]
+        tasks.append(task)
         steps.append(row_s)
         phases.append(row_p)
     return tasks, np.asarray(steps), phases
 
 
 names = ("demo", "reddy2024", "chan2022")
-measured = {n: preset_measured(n) for n in names}
+measured = {n: sweep_measured(P[n]) for n in names}
 every = [t for n in names for t in measured[n][0]]
 pr = predict_many(every, lr=6e-3, steps=1500, calibration=FIT_DEMO, closed_form=False)
 SCORES, PRED, start = {}, {}, 0
@@ -681,27 +685,9 @@ check("recruitment", min(done) >= 0.85, "where the head forms, the previous-toke
 EDGE = json.loads((HERE / "data" / "recruitment_edge.json").read_text())
 
 
-def edge_cells() -> tuple[list[ClassificationTask], np.ndarray, list[list[str]]]:
-    """The edge experiment's tasks, (C, S) transition steps (NaN: no head) and (C, S) phases, by the sweeps' rules."""
-    tasks, steps, phases = [], [], []
-    for sweep in ("K", "alpha"):
-        fields = {k: v for k, v in EDGE[sweep]["config"]["task"].items() if k != "kind"}
-        for cell in EDGE[sweep]["cells"]:
-            values = {k: int(v) if k in ("K", "B") else float(v) for k, v in cell["cell"].items()}
-            task = ClassificationTask(**(fields | values))
-            row_p = [measured_phase(task, r["curves"]["icl_acc"], r["iwl_final"]) for r in cell["seeds"]]
-            tasks.append(task)
-            phases.append(row_p)
-            steps.append(
-                [
-                    float(r["transition_step"]) if r["transition_step"] is not None and ph in FORMED else np.nan
-                    for r, ph in zip(cell["seeds"], row_p, strict=True)
-                ]
-            )
-    return tasks, np.asarray(steps), phases
-
-
-edge_tasks, edge_steps, edge_phases = edge_cells()
+edge_k, edge_alpha = sweep_measured(EDGE["K"]), sweep_measured(EDGE["alpha"])
+edge_tasks, edge_phases = edge_k[0] + edge_alpha[0], edge_k[2] + edge_alpha[2]
+edge_steps = np.concatenate([edge_k[1], edge_alpha[1]])
 # the predictions written down before the toys were read: does a head form?
 PREDICTED_HEAD = [False, False, True, True, True, False, True, False, True]
 with_rule = predict_many(edge_tasks, lr=6e-3, steps=1500, calibration=FIT_DEMO, closed_form=False)
@@ -774,10 +760,8 @@ def wide_rows(K: int, B: int) -> list[dict]:
 
 
 def narrow_task(name: str) -> ClassificationTask:
-    """The task of one narrow cell: the sweep's task with the cell's K and B."""
-    fields = {k: v for k, v in NARROW[name]["config"]["task"].items() if k != "kind"}
-    cell = {k: int(v) for k, v in NARROW[name]["cells"][0]["cell"].items()}
-    return ClassificationTask(**(fields | cell))
+    """The task of one narrow cell."""
+    return cell_task(NARROW[name], NARROW[name]["cells"][0])
 
 
 for name, (K, B) in {"K64B2": (64, 2), "K256B1": (256, 1), "K1024B2": (1024, 2), "K4096B2": (4096, 2)}.items():

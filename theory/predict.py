@@ -308,7 +308,8 @@ def predict_many(
         closed_form: also give the closed-form transition step (classification: v2's escape,
             :func:`theory.closed_form_v2.escape_v2`, under Adam without weight decay, else v1's closed form; Markov
             chains and token streams: :func:`theory.reduced_markov.closed_form`, without weight decay) and, for
-            classification, v1's closed-form phase.
+            classification, v1's closed-form phase. v2's escape does not carry the recruitment rule: where the
+            integration says memorisation holds the heads, it still gives the step the circuit would have escaped.
         n_times: output times on a geometric grid up to the horizon.
         rtol: the integrator's relative tolerance (1e-4: transition times to ~0.1%; 1e-3: ~1%).
         recruitment: classification: memorisation takes the heads where it predicts the known classes at least as

@@ -220,6 +220,7 @@ def test_recruitment_is_the_in_weights_proxy_at_the_transition(slope, plateau, t
     t = np.linspace(0.0, 10.0, 11)
     iwl = slope * t / 10.0
     got = recruitment_index(iwl, t, plateau, transition)
+    # 1e-12: np.interp's rounding on a unit ramp is ~1e-16; cases that close to the plateau are not asserted
     if slope * transition / 10.0 >= plateau * (1 + 1e-12):
         assert got == math.floor(transition)
     elif slope * transition / 10.0 < plateau * (1 - 1e-12):
@@ -242,5 +243,6 @@ def test_a_recruited_cell_restarts_without_the_match():
     j = int(np.searchsorted(t, free.transition, side="right")) - 1
     np.testing.assert_array_equal(held.t[:j], t[:j])
     np.testing.assert_array_equal(held.state[:j], free.state[:j])
+    # the restart's times are rescaled (a few float operations, ~1e-16 each): the horizon to 1e-12
     assert np.all(np.diff(held.t) > 0) and held.t[-1] == pytest.approx(t[-1], rel=1e-12)
     assert np.all(held.state[j:, :2] == 0.0)
