@@ -21,7 +21,7 @@ from theory.distributions import ClassificationTask, TokenStreamTask
 from toy_models.model import ModelConfig
 from toy_models.sweep import format_profile, preset
 from toy_models.tasks import ClassificationStream, derive_seed
-from toy_models.train import RunConfig, TrainConfig, device_sampler_consts, engine_for, sharders, to_device_data
+from toy_models.train import RunConfig, TrainConfig, device_sampler_consts, engine_for, sharders, stack_chunks
 
 __all__ = ["bench_sweep", "bench_training", "format_sweep", "matmul_peak", "model_flops"]
 
@@ -71,9 +71,7 @@ def _setup(run: RunConfig, steps: int):
     means = [s.means() for s in streams]
     keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
     state = eng.init(keys, jnp.asarray(run.model_lrs, jnp.float32), jnp.asarray(run.model_weight_decays, jnp.float32))
-    data = to_device_data(
-        [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
-    )
+    data = stack_chunks([s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)])
     on_models, on_scan = sharders(len(streams))  # as train() places them: models split over the devices
     return eng, on_models(state), on_scan(data)
 
@@ -207,7 +205,7 @@ def bench_sampling(run: RunConfig, steps: int, repeats: int) -> dict[str, Any]:
 
     def host():
         chunks = [s.train_chunk(m, 0, steps, run.train.batch_size) for s, m in zip(streams, means, strict=True)]
-        held["host"], loss = host_eng.run_chunk(held["host"], on_scan(to_device_data(chunks)))
+        held["host"], loss = host_eng.run_chunk(held["host"], on_scan(stack_chunks(chunks)))
         return loss
 
     dev_run = dataclasses.replace(run, train=dataclasses.replace(run.train, sampler="device"))
