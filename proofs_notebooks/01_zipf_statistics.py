@@ -40,10 +40,10 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from theory import symbolic as sym
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.samplers import sample_classes, sample_token_streams
-from theory.statistics import (
+from zipfhead.theory import symbolic as sym
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.samplers import sample_classes, sample_token_streams
+from zipfhead.theory.statistics import (
     classification_statistics,
     entropy,
     mean_rank,

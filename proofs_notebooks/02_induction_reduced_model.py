@@ -42,9 +42,9 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from theory import closed_form as cf
-from theory.distributions import ClassificationTask
-from theory.reduced import (
+from zipfhead.theory import closed_form as cf
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.theory.reduced import (
     CASE_CURVATURE,
     CASE_LOSS,
     CASE_SYMBOLS,
@@ -662,14 +662,14 @@ passed("9 transience", 4)
 #    timing of the head, not the early shape of the feature trajectory.
 
 # %%
-from theory.predict import load_calibration
-from theory.reduced import CASE_LOSS as V1_LOSS
-from theory.reduced_v2 import CASE_LOSS as V2_LOSS
-from theory.reduced_v2 import CASE_LOSS_DX, COLUMNS, ParamsV2, cases_v2, integrate_v2
-from theory.reduced_v2 import CASE_SYMBOLS as V2_SYMBOLS
-from theory.reduced_v2 import drift as v2_drift
-from theory.reduced_v2 import gradient as v2_gradient
-from theory.reduced_v2 import pack as v2_pack
+from zipfhead.theory.predict import load_calibration
+from zipfhead.theory.reduced import CASE_LOSS as V1_LOSS
+from zipfhead.theory.reduced_v2 import CASE_LOSS as V2_LOSS
+from zipfhead.theory.reduced_v2 import CASE_LOSS_DX, COLUMNS, ParamsV2, cases_v2, integrate_v2
+from zipfhead.theory.reduced_v2 import CASE_SYMBOLS as V2_SYMBOLS
+from zipfhead.theory.reduced_v2 import drift as v2_drift
+from zipfhead.theory.reduced_v2 import gradient as v2_gradient
+from zipfhead.theory.reduced_v2 import pack as v2_pack
 
 a2, b2, c2, e2, w2, q2, s2, m2, j2, n2, r2, no2, M2 = V2_SYMBOLS
 to_v1 = {a2: a, b2: b, c2: c, w2: w, s2: s, m2: m, n2: n, r2: r, no2: n_o, M2: M}
@@ -697,7 +697,7 @@ for gaps, sigma in (([-1.0, -2.0, -0.5], 0.1), ([-3.0, -3.0, -4.0, -1.0], 0.5), 
     passed("10 v2", 1)
 
 # 5. label collisions in i.i.d. contexts: the sampler against the case table's mean of j
-from theory.samplers import sample_classes
+from zipfhead.theory.samplers import sample_classes
 
 coll_task = ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_B=0.0, eps=0.1, alpha=0.0)
 batch = sample_classes(coll_task, 40_000, seed=5)
@@ -837,9 +837,9 @@ passed("11 data noise", 3)
 import json
 from pathlib import Path
 
-from theory.closed_form_v2 import effective_classes, escape_v2
-from theory.predict import Calibration, predict_many, reduced_params
-from theory.schedule import Schedule
+from zipfhead.theory.closed_form_v2 import effective_classes, escape_v2
+from zipfhead.theory.predict import Calibration, predict_many, reduced_params
+from zipfhead.theory.schedule import Schedule
 
 ew, wv, lam_, beta_, k_, H_, rho_, nb_, Ke_ = sp.symbols("e w lambda beta k H rho n K_eff", positive=True)
 e_drift = sp.sqrt(nb_) * H_ * (wv - 2 * ew * (lam_ + beta_ * wv**2))

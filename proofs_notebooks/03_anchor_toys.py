@@ -39,7 +39,7 @@ import time
 import numpy as np
 import sympy as sp
 
-from theory import anchors as A
+from zipfhead.theory import anchors as A
 
 START = time.perf_counter()
 CHECKS: dict[str, int] = {}

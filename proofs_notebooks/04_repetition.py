@@ -50,11 +50,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from theory.distributions import ClassificationTask, Zipf
-from theory.phases import FORMED
-from theory.predict import Calibration, load_calibration, measured_phase, predict_many
-from theory.statistics import rank_sum
-from toy_models.scores import score_predictions
+from zipfhead.theory.distributions import ClassificationTask, Zipf
+from zipfhead.theory.phases import FORMED
+from zipfhead.theory.predict import Calibration, load_calibration, measured_phase, predict_many
+from zipfhead.theory.statistics import rank_sum
+from zipfhead.toy_models.scores import score_predictions
 
 START = time.perf_counter()
 CHECKS: dict[str, int] = {}
@@ -529,9 +529,9 @@ check("noise", len(lost) >= 4 and all(PRED["chan2022"][c]["phase"] == "iwl" for 
 # leaves out the copy strength's speed-up of the circuit (notebook 02, section 12).
 
 # %%
-from theory.closed_form_v2 import escape_v2
-from theory.predict import reduced_params
-from theory.schedule import Schedule
+from zipfhead.theory.closed_form_v2 import escape_v2
+from zipfhead.theory.predict import reduced_params
+from zipfhead.theory.schedule import Schedule
 
 CLOSED = {}
 for n in names:

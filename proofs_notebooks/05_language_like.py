@@ -42,11 +42,11 @@ import numpy as np
 import sympy as sp
 from scipy import stats
 
-from theory import MarkovTask, exact_losses, predictor_losses, sample_markov
-from theory.markov import polya_log_marginal, row_entropy
-from theory.predict import calibrate_rows, predict_many
-from theory.reduced_markov import case_loss, markov_cases
-from theory.schedule import Observation, Schedule
+from zipfhead.theory import MarkovTask, exact_losses, predictor_losses, sample_markov
+from zipfhead.theory.markov import polya_log_marginal, row_entropy
+from zipfhead.theory.predict import calibrate_rows, predict_many
+from zipfhead.theory.reduced_markov import case_loss, markov_cases
+from zipfhead.theory.schedule import Observation, Schedule
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
@@ -297,9 +297,9 @@ check("bigram stage", one["transition_step"] is None and one["phase"] == "neithe
 # d/dx [-log p_x(j)] = N / (N + M) - C / (C + R) per position.
 
 # %%
-from theory.distributions import TokenStreamTask
-from theory.reduced_markov import position_cases
-from theory.samplers import sample_token_streams
+from zipfhead.theory.distributions import TokenStreamTask
+from zipfhead.theory.reduced_markov import position_cases
+from zipfhead.theory.samplers import sample_token_streams
 
 TOKEN_GRID = [(V, alpha) for V in (16, 32) for alpha in (0.0, 1.0, 2.0)]
 gains = {}
@@ -395,7 +395,7 @@ check("tokens", low > high, "with a strong in-weights prior the shared gain sepa
 # V 12, 16, 1200 steps, every cell forming its head) is then scored with it unchanged.
 
 # %%
-from theory.reduced_markov import (
+from zipfhead.theory.reduced_markov import (
     STREAM_PRIOR_CONTEXTS,
     case_slope,
     closed_form,
@@ -564,7 +564,7 @@ for V in (12, 16):
 # sampled streams and nothing fitted:
 
 # %%
-from theory.reduced_markov import stream_gain
+from zipfhead.theory.reduced_markov import stream_gain
 
 for name in ("tokens", "tokens_v16v32"):
     g_tasks, g_steps, _ = token_cells(json.loads((HERE / "data" / f"{name}.json").read_text()))

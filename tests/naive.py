@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from theory._rng import ZIG_F, ZIG_K, ZIG_R, ZIG_W
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, Zipf
+from zipfhead.theory._rng import ZIG_F, ZIG_K, ZIG_R, ZIG_W
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, Zipf
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 GOLDEN = 0x9E3779B97F4A7C15
@@ -75,7 +75,7 @@ def _signed_draw(state: int) -> tuple[int, float, int]:
 
 
 def normal(state: int) -> tuple[int, float]:
-    """A standard normal by the 128-layer ziggurat (tables from theory._rng, an input like a CDF table)."""
+    """A standard normal by the 128-layer ziggurat (tables from zipfhead.theory._rng, an input like a CDF table)."""
     state, hz, iz = _signed_draw(state)
     while True:
         if abs(hz) < ZIG_K[iz]:  # inside the layer's rectangle: accept
@@ -527,7 +527,7 @@ def rk4(
 
 
 def naive_stream_gain(task: TokenStreamTask, prior_contexts: float) -> float:
-    """theory.reduced_markov.stream_gain written as its formula, one term at a time (loops and math.comb)."""
+    """zipfhead.theory.reduced_markov.stream_gain written as its formula, one term at a time (loops and math.comb)."""
     V, T, n = task.V, task.T, task.n_triggers
     p = [float(v) for v in task.zipf.probs()]
     beta = prior_contexts * T

@@ -13,17 +13,17 @@ This package never imports JAX or ``toy_models``. The public face:
 """
 
 # first: it keys the Numba caches of every theory module on the package's sources (see its docstring)
-import theory._jit_cache  # noqa: F401
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, Zipf
-from theory.markov import exact_losses, predictor_losses, sample_markov
-from theory.samplers import (
+import zipfhead.theory._jit_cache  # noqa: F401
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, Zipf
+from zipfhead.theory.markov import exact_losses, predictor_losses, sample_markov
+from zipfhead.theory.samplers import (
     class_means,
     sample_classes,
     sample_classification,
     sample_repeated_tokens,
     sample_token_streams,
 )
-from theory.statistics import (
+from zipfhead.theory.statistics import (
     classification_statistics,
     memorisation_statistics,
     rank_sum,

@@ -8,7 +8,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from theory._io import atomic_write
+from zipfhead.theory._io import atomic_write
 
 __all__ = ["kernel_module", "write_module"]
 

@@ -63,7 +63,7 @@ import numpy as np
 import sympy as sp
 from numba import njit, prange
 
-from theory._validate import check_choice, check_int, check_real, check_seed
+from zipfhead.theory._validate import check_choice, check_int, check_real, check_seed
 
 __all__ = [
     "DP_A",

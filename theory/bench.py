@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from theory import statistics as st
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.samplers import class_means, sample_classes, sample_classification, sample_token_streams
+from zipfhead.theory import statistics as st
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.samplers import class_means, sample_classes, sample_classification, sample_token_streams
 
 __all__ = [
     "bench_samplers",
@@ -242,8 +242,8 @@ def bench_statistics(K: int = 10**6, repeats: int = 5) -> list[dict[str, Any]]:
 # --- theory: the reduced model --------------------------------------------------------------------------------
 _TWIN_SCRIPT = """
 import json, sys, time
-from theory.distributions import ClassificationTask
-from theory.predict import load_calibration, predict_many
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.theory.predict import load_calibration, predict_many
 cells = json.loads(sys.argv[1])
 tasks = [ClassificationTask(**c) for c in cells]
 t0 = time.perf_counter()
@@ -265,9 +265,9 @@ def bench_theory(n: int = 100, twin_cells: int = 2, repeats: int = 3) -> dict[st
     import subprocess
     import sys
 
-    from theory.closed_form import phases_closed_form
-    from theory.predict import load_calibration, predict_many
-    from theory.reduced import ReducedParams
+    from zipfhead.theory.closed_form import phases_closed_form
+    from zipfhead.theory.predict import load_calibration, predict_many
+    from zipfhead.theory.reduced import ReducedParams
 
     cal = load_calibration()
     alphas, pbs = np.linspace(0.0, 2.0, n), np.linspace(0.0, 1.0, n)

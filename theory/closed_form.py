@@ -44,9 +44,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.phases import phase_from
-from theory.reduced import ReducedParams
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.phases import phase_from
+from zipfhead.theory.reduced import ReducedParams
 
 __all__ = [
     "copy_plateau",

@@ -50,7 +50,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from theory._validate import check_choice, check_int, check_real
+from zipfhead.theory._validate import check_choice, check_int, check_real
 
 __all__ = ["ClassificationTask", "MarkovTask", "TokenStreamTask", "Zipf", "config_from_dict"]
 
@@ -138,6 +138,19 @@ class ClassificationTask(_Config):
 
     The defaults are a language-like setting: Reddy's sizes (N = 8, D = 63, L = 32), a Zipf(1) class
     distribution and a mostly bursty stream (p_B = 0.9, Chan et al.'s value).
+
+    Args:
+        K: number of classes, 2 <= K <= 10^8.
+        N: item-label pairs in a context.
+        D: item dimension.
+        L: number of labels; class k carries label k mod L.
+        B: burstiness: copies of each class in a bursty context; divides N.
+        p_B: fraction of bursty sequences.
+        p_C: fraction of novel-class sequences.
+        eps: within-class noise.
+        alpha: Zipf exponent, >= 0.
+        q: Zipf-Mandelbrot shift, >= 0.
+        label_map: known classes' labels: fixed (k mod L) or per_sequence (redrawn each sequence).
     """
 
     K: int = 512
@@ -202,6 +215,15 @@ class TokenStreamTask(_Config):
     Each sequence draws ``n_triggers`` distinct trigger tokens from ``trigger_dist`` and, for each, an output
     token from ``output_dist`` restricted to the non-triggers; a trigger is always followed by its output.
     Predicting the output after a trigger's second occurrence needs an induction head.
+
+    Args:
+        V: vocabulary size.
+        T: sequence length.
+        alpha: Zipf exponent of the background marginal, >= 0.
+        q: Zipf-Mandelbrot shift, >= 0.
+        n_triggers: triggers per sequence.
+        trigger_dist: trigger distribution: zipf or uniform.
+        output_dist: output-token distribution: zipf or uniform.
     """
 
     V: int = 64

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from theory import symbolic as sym
+from zipfhead.theory import symbolic as sym
 
 __all__ = ["tail_log_power_sum", "tail_power_sum"]
 

@@ -32,9 +32,9 @@ import numba as nb
 import numpy as np
 from scipy import special
 
-from theory._rng import categorical, gamma_log, inverse_cdf_table, stream, uniform
-from theory._validate import check_int
-from theory.distributions import MarkovTask
+from zipfhead.theory._rng import categorical, gamma_log, inverse_cdf_table, stream, uniform
+from zipfhead.theory._validate import check_int
+from zipfhead.theory.distributions import MarkovTask
 
 __all__ = ["PREDICTORS", "exact_losses", "predictor_losses", "row_entropy", "sample_markov"]
 

@@ -23,10 +23,10 @@ import math
 import numba as nb
 import numpy as np
 
-import theory.reduced as _v1  # the models' functions are read by Numba when it compiles, not at import
-import theory.reduced_markov as _mk
-import theory.reduced_v2 as _v2
-from theory.transition import MIN_RISE, crossing
+import zipfhead.theory.reduced as _v1  # the models' functions are read by Numba when it compiles, not at import
+import zipfhead.theory.reduced_markov as _mk
+import zipfhead.theory.reduced_v2 as _v2
+from zipfhead.theory.transition import MIN_RISE, crossing
 
 __all__ = ["MODELS", "integrate_cells"]
 

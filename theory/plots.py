@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from theory._io import atomic_write
-from theory.phases import COLOURS, PHASES
+from zipfhead.theory._io import atomic_write
+from zipfhead.theory.phases import COLOURS, PHASES
 
 __all__ = ["plot_phase_grid"]
 

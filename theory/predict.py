@@ -35,18 +35,18 @@ from typing import Any
 
 import numpy as np
 
-from theory._io import atomic_write
-from theory._validate import check_int, check_real
-from theory.closed_form import phases_closed_form
-from theory.closed_form_v2 import escape_v2
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
-from theory.phases import PHASES, phase_from
-from theory.reduced import ReducedParams
-from theory.reduced_markov import MarkovCases, integrate_markov, markov_cases, stream_cases
-from theory.reduced_markov import closed_form as closed_form_mixture
-from theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
-from theory.schedule import Observation, Schedule
-from theory.transition import curve_phase_flags
+from zipfhead.theory._io import atomic_write
+from zipfhead.theory._validate import check_int, check_real
+from zipfhead.theory.closed_form import phases_closed_form
+from zipfhead.theory.closed_form_v2 import escape_v2
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
+from zipfhead.theory.phases import PHASES, phase_from
+from zipfhead.theory.reduced import ReducedParams
+from zipfhead.theory.reduced_markov import MarkovCases, integrate_markov, markov_cases, stream_cases
+from zipfhead.theory.reduced_markov import closed_form as closed_form_mixture
+from zipfhead.theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
+from zipfhead.theory.schedule import Observation, Schedule
+from zipfhead.theory.transition import curve_phase_flags
 
 __all__ = [
     "DEFAULT_CALIBRATION",

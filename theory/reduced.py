@@ -43,11 +43,11 @@ import numba as nb
 import numpy as np
 import sympy as sp
 
-from theory._codegen import kernel_module, write_module
-from theory._reduced_kernel import case_terms
-from theory._validate import check_int, check_real
-from theory.distributions import ClassificationTask, Zipf
-from theory.schedule import DECAY_ON
+from zipfhead.theory._codegen import kernel_module, write_module
+from zipfhead.theory._reduced_kernel import case_terms
+from zipfhead.theory._validate import check_int, check_real
+from zipfhead.theory.distributions import ClassificationTask, Zipf
+from zipfhead.theory.schedule import DECAY_ON
 
 __all__ = [
     "CASE_LOSS",
@@ -91,7 +91,9 @@ def kernel_source() -> str:
     """
     exprs = [CASE_LOSS] + [sp.diff(CASE_LOSS, v) for v in (a_, b_, c_, w_)]
     exprs += [CASE_CURVATURE] + [sp.diff(CASE_CURVATURE, v) for v in (a_, b_, c_, w_)]
-    return kernel_module("python -m theory.reduced", "CASE_LOSS and CASE_CURVATURE", "case_terms", exprs, CASE_SYMBOLS)
+    return kernel_module(
+        "python -m zipfhead.theory.reduced", "CASE_LOSS and CASE_CURVATURE", "case_terms", exprs, CASE_SYMBOLS
+    )
 
 
 def write_kernel() -> None:
@@ -515,7 +517,7 @@ def integrate_grid(
     prm = np.concatenate([np.stack(head, axis=1), bin_size, bin_p], axis=1)
     chance = 1.0 / (1.0 + icl[:, 0, CNO] + icl[:, 0, CMM])  # one correct label among 1 + n_o + M
     P = y0.shape[1]
-    from theory.ode import integrate_cells  # theory.ode imports this module
+    from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
 
     res, ys, tstar = integrate_cells(
         "v1",

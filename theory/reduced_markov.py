@@ -29,7 +29,8 @@ One layer has no previous-token step: a = b = 0 is then a fixed point and the mo
 The data enter through one statistic above all: S = -dL/dx at x = 0, the gain per unit match of the bigram counts
 over the unigram counts. Concentrated rows (small beta) and a flat base measure (small alpha) make it large and the
 head early. The case loss and its gradient are derived with sympy (:data:`CASE_LOSS`) and compiled to a Numba kernel
-(``python -m theory.reduced_markov`` regenerates ``theory/_reduced_markov_kernel.py``; a test checks it is current).
+(``python -m zipfhead.theory.reduced_markov`` regenerates ``theory/_reduced_markov_kernel.py``; a test checks it is
+current).
 Derivation, checks and the comparison with trained toys: ``proofs_notebooks/05_language_like.py``.
 
 Token streams (Bietti et al.'s triggers, :class:`theory.distributions.TokenStreamTask`) run on the same mixture
@@ -51,12 +52,12 @@ import numba as nb
 import numpy as np
 import sympy as sp
 
-from theory._codegen import kernel_module, write_module
-from theory._reduced_markov_kernel import case_terms
-from theory._validate import check_int, check_real
-from theory.distributions import MarkovTask, TokenStreamTask
-from theory.markov import predictor_losses, sample_markov
-from theory.samplers import sample_token_streams
+from zipfhead.theory._codegen import kernel_module, write_module
+from zipfhead.theory._reduced_markov_kernel import case_terms
+from zipfhead.theory._validate import check_int, check_real
+from zipfhead.theory.distributions import MarkovTask, TokenStreamTask
+from zipfhead.theory.markov import predictor_losses, sample_markov
+from zipfhead.theory.samplers import sample_token_streams
 
 __all__ = [
     "CASE_LOSS",
@@ -93,7 +94,7 @@ KERNEL_MODULE = Path(__file__).with_name("_reduced_markov_kernel.py")
 def kernel_source() -> str:
     """Source of ``case_terms(a, b, C, R, N, M)`` -> (loss, dl/da, dl/db), derived with sympy."""
     exprs = [CASE_LOSS, sp.diff(CASE_LOSS, a_), sp.diff(CASE_LOSS, b_)]
-    return kernel_module("python -m theory.reduced_markov", "CASE_LOSS", "case_terms", exprs, CASE_SYMBOLS)
+    return kernel_module("python -m zipfhead.theory.reduced_markov", "CASE_LOSS", "case_terms", exprs, CASE_SYMBOLS)
 
 
 def write_kernel() -> None:
@@ -379,7 +380,7 @@ def integrate_markov(
         if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0) or t[0] < 0:
             raise ValueError("t_out must be a 1-d array of at least 2 finite, strictly increasing times >= 0")
     y0, data, prm, chance, t_out = pack([(cs, i, n2, wd, np.asarray(t, np.float64)) for cs, i, n2, wd, t in cells])
-    from theory.ode import integrate_cells  # theory.ode imports this module
+    from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
 
     rec, ys, tstar = integrate_cells("markov", y0, data, prm, chance, t_out, 3, rtol=rtol, max_steps=max_steps)
     return [

@@ -43,7 +43,7 @@ copy plateau B / N when the circuit would escape, memorisation holds the heads a
 (:func:`integrate_v2`'s recruitment rule; the toys' heads then attend to the query's own item).
 
 The gradient flow (or Adam's normalised flow, as in v1) is derived with sympy (:data:`CASE_LOSS`), compiled to a
-Numba kernel (``python -m theory.reduced_v2`` regenerates ``theory/_reduced_v2_kernel.py``; a test checks it is
+Numba kernel (``python -m zipfhead.theory.reduced_v2`` regenerates ``theory/_reduced_v2_kernel.py``; a test checks it is
 current) and integrated by :mod:`theory.ode`. Derivation and checks: ``proofs_notebooks/02_induction_reduced_model.py``
 section 10.
 """
@@ -59,11 +59,11 @@ import numba as nb
 import numpy as np
 import sympy as sp
 
-from theory._codegen import kernel_module, write_module
-from theory._reduced_v2_kernel import case_terms
-from theory._validate import check_int, check_real
-from theory.distributions import ClassificationTask, Zipf
-from theory.reduced import ReducedParams
+from zipfhead.theory._codegen import kernel_module, write_module
+from zipfhead.theory._reduced_v2_kernel import case_terms
+from zipfhead.theory._validate import check_int, check_real
+from zipfhead.theory.distributions import ClassificationTask, Zipf
+from zipfhead.theory.reduced import ReducedParams
 
 __all__ = [
     "CASE_LOSS",
@@ -100,7 +100,7 @@ def kernel_source() -> str:
     """Source of ``case_terms(a, b, c, e, w, q, s, m, j, n, r, n_o, M)`` -> (loss, dl/da, dl/db, dl/dc, dl/de,
     dl/dw, dl/dq, dl/dx), derived with sympy, common subexpressions shared (x = s a b e^2, the match)."""
     exprs = [CASE_LOSS] + [sp.diff(CASE_LOSS, v) for v in _GRADIENT_OF] + [CASE_LOSS_DX]
-    return kernel_module("python -m theory.reduced_v2", "CASE_LOSS", "case_terms", exprs, CASE_SYMBOLS)
+    return kernel_module("python -m zipfhead.theory.reduced_v2", "CASE_LOSS", "case_terms", exprs, CASE_SYMBOLS)
 
 
 def write_kernel() -> None:
@@ -480,7 +480,7 @@ def integrate_v2(
         if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0) or t[0] < 0:
             raise ValueError("t_out must be a 1-d array of at least 2 finite, strictly increasing times >= 0")
     y0, data, prm, chance, t_out = pack([(cs, p, np.asarray(t, dtype=np.float64)) for cs, p, t in cells])
-    from theory.ode import integrate_cells  # theory.ode imports this module
+    from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
 
     scratch = y0.shape[1] + 2
     rec, ys, tstar = integrate_cells(

@@ -18,9 +18,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from theory._rng import categorical, inverse_cdf_table, normal, randint, stream, uniform
-from theory._validate import check_choice, check_int, check_seed
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory._rng import categorical, inverse_cdf_table, normal, randint, stream, uniform
+from zipfhead.theory._validate import check_choice, check_int, check_seed
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
 
 __all__ = [
     "EVAL_KINDS",

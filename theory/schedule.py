@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from theory._validate import check_choice, check_int, check_real
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
+from zipfhead.theory._validate import check_choice, check_int, check_real
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 
 __all__ = ["DECAY_ON", "OPTIMIZERS", "Observation", "Schedule"]
 
@@ -29,12 +29,12 @@ class Schedule:
     """Optimiser, learning rate, horizon, batch and decoupled weight decay.
 
     Attributes:
-        optimizer: one of :data:`OPTIMIZERS`.
+        optimizer: adam (AdamW when weight_decay > 0) or sgd (with momentum); :data:`OPTIMIZERS`.
         lr: learning rate, in (0, 1000].
         steps: training steps (the horizon), >= 1.
         batch_size: sequences per step, >= 1.
         weight_decay: decoupled weight decay (per step the weights shrink by lr x weight_decay), in [0, 10].
-        decay_on: one of :data:`DECAY_ON`.
+        decay_on: which weights decay: all, or attention (the heads only: the in-context path); :data:`DECAY_ON`.
     """
 
     optimizer: str = "adam"

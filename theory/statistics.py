@@ -43,9 +43,9 @@ import numpy as np
 import sympy as sp
 from numba import njit, prange
 
-from theory import symbolic as sym
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.hurwitz import tail_log_power_sum, tail_power_sum
+from zipfhead.theory import symbolic as sym
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.hurwitz import tail_log_power_sum, tail_power_sum
 
 __all__ = [
     "METHODS",

@@ -17,11 +17,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from theory.distributions import ClassificationTask, TokenStreamTask
-from toy_models.model import ModelConfig
-from toy_models.sweep import format_profile, preset
-from toy_models.tasks import ClassificationStream, derive_seed
-from toy_models.train import RunConfig, TrainConfig, device_sampler_consts, engine_for, sharders, stack_chunks
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask
+from zipfhead.toy_models.model import ModelConfig
+from zipfhead.toy_models.sweep import format_profile, preset
+from zipfhead.toy_models.tasks import ClassificationStream, derive_seed
+from zipfhead.toy_models.train import RunConfig, TrainConfig, device_sampler_consts, engine_for, sharders, stack_chunks
 
 __all__ = ["bench_sweep", "bench_training", "format_sweep", "matmul_peak", "model_flops"]
 
@@ -232,9 +232,9 @@ def bench_torch_twin(run: RunConfig, steps: int, repeats: int, jax_steps_per_s: 
     on pre-drawn batches (no data cost, as the JAX engine's staged chunks), against the JAX toy's measured rate."""
     import torch
 
-    from theory.samplers import sample_token_streams
-    from toy_models.model import init_params
-    from toy_models.torch_twin import TorchToy, torch_step_fn
+    from zipfhead.theory.samplers import sample_token_streams
+    from zipfhead.toy_models.model import init_params
+    from zipfhead.toy_models.torch_twin import TorchToy, torch_step_fn
 
     params = init_params(run.model, jax.random.PRNGKey(0))
     step = torch_step_fn(TorchToy(run.model, params), run.train.lr)
@@ -310,8 +310,8 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
     import tempfile
     from pathlib import Path
 
-    from toy_models.sweep import preset, run_sweep
-    from toy_models.train import train
+    from zipfhead.toy_models.sweep import preset, run_sweep
+    from zipfhead.toy_models.train import train
 
     C, steps = (4, 100) if quick else (16, 400)
     demo = preset("demo")
@@ -348,7 +348,7 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         ]  # fmt: skip
         env = dict(os.environ)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "toy_models.cli", *args], env=env, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "zipfhead.cli", *args], env=env, check=True, capture_output=True)
         one_cli_s = time.perf_counter() - t0
 
         cfg_path = Path(tmp) / "grid.json"
@@ -364,7 +364,7 @@ def bench_sweep(quick: bool = False) -> dict[str, Any]:
         )
         t0 = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "toy_models.cli", "sweep", "--grid", str(cfg_path), "--out", str(out),
+            [sys.executable, "-m", "zipfhead.cli", "sweep", "--grid", str(cfg_path), "--out", str(out),
              "--no-progress"],
             env=env, check=True, capture_output=True,
         )  # fmt: skip

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.samplers import EVAL_KINDS
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.samplers import EVAL_KINDS
 
 __all__ = [
     "alias_table",

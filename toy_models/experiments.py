@@ -49,10 +49,10 @@ from typing import Any
 
 import numpy as np
 
-from theory.predict import icl_threshold
-from theory.transition import curve_phase_flags, half_rise, smoothed_curve
-from toy_models.sweep import SweepConfig, preset
-from toy_models.train import headline_chance, headline_measure, task_kind
+from zipfhead.theory.predict import icl_threshold
+from zipfhead.theory.transition import curve_phase_flags, half_rise, smoothed_curve
+from zipfhead.toy_models.sweep import SweepConfig, preset
+from zipfhead.toy_models.train import headline_chance, headline_measure, task_kind
 
 __all__ = [
     "EXPERIMENTS",
@@ -233,9 +233,9 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
 def run_experiment(name: str, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every sweep of experiment ``name`` under ``out_dir``/<sweep>, then write
     ``out_dir``/findings.json (write, then rename) with each sweep's :func:`collect`; returns it."""
-    from theory._io import atomic_write
-    from theory.predict import load_calibration
-    from toy_models.sweep import run_sweep
+    from zipfhead.theory._io import atomic_write
+    from zipfhead.theory.predict import load_calibration
+    from zipfhead.toy_models.sweep import run_sweep
 
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment = {name!r} is not allowed: one of {', '.join(EXPERIMENTS)}")

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from theory._io import read_json, reading
+from zipfhead.theory._io import read_json, reading
 
 __all__ = [
     "export",
@@ -107,7 +107,7 @@ def _select(arrays: dict[str, np.ndarray], stacked: bool, model_index: int) -> d
 
 def _run_dir_params(run_dir: Path, model_index: int) -> tuple[Any, dict[str, np.ndarray]]:
     """(RunConfig, one model's flat arrays) from a run directory: params.npz, or else its last checkpoint."""
-    from toy_models.train import RunConfig
+    from zipfhead.toy_models.train import RunConfig
 
     if not (run_dir / "config.json").exists():
         raise ValueError(f"{run_dir} is not a run directory: it has no config.json (made by zipfhead train)")
@@ -120,8 +120,8 @@ def _run_dir_params(run_dir: Path, model_index: int) -> tuple[Any, dict[str, np.
         import jax
         import jax.numpy as jnp
 
-        from toy_models.results import param_arrays
-        from toy_models.train import Engine, load_checkpoint
+        from zipfhead.toy_models.results import param_arrays
+        from zipfhead.toy_models.train import Engine, load_checkpoint
 
         M = len(run.model_seeds)
         zeros = jnp.zeros(M, jnp.float32)  # lr and weight decay: only their shapes matter here
@@ -148,8 +148,8 @@ def load_params(source: Any, model_index: int = 0, *, cfg: Any = None) -> tuple[
 
     The arrays are the ones the toy's forward pass uses: for one-hot positions, W_E is content-masked.
     """
-    from toy_models.model import content_mask
-    from toy_models.results import param_arrays
+    from zipfhead.toy_models.model import content_mask
+    from zipfhead.toy_models.results import param_arrays
 
     if isinstance(source, str | Path):
         run, arrays = _run_dir_params(Path(source), model_index)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.transition import MIN_RISE, half_rise, smoothed_curve
+from zipfhead.theory.transition import MIN_RISE, half_rise, smoothed_curve
 
 __all__ = [
     "Bump",

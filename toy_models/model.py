@@ -20,74 +20,17 @@ in-context classification, where each position carries an item vector or a one-h
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory._validate import check_choice, check_int, check_real
+from zipfhead.toy_models.config import ModelConfig
 
 __all__ = ["ModelConfig", "content_mask", "forward", "init_params"]
 
 Params = dict[str, Any]
-POSITIONAL = ("learned", "onehot")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """An attention-only transformer.
-
-    Args:
-        n_layers: attention layers, 1..16 (1 and 2 are the cases studied).
-        n_heads: heads per layer.
-        d_model: residual stream width.
-        d_head: per-head width (default d_model // n_heads).
-        n_ctx: context length (positions).
-        d_vocab: input vocabulary (token ids) or input vector width.
-        d_vocab_out: number of output classes (tokens or labels).
-        layer_norm: pre-attention and final layer norm.
-        positional: ``learned`` absolute positions, or ``onehot``: fixed one-hot position directions in the
-            last n_ctx residual dimensions, the embedded content in the others (Reddy 2024's concatenation of
-            content and one-hot position; needs d_model > n_ctx).
-        init_scale: standard deviation of the initial weights is init_scale / sqrt(d_model) (TransformerLens
-            uses 0.8).
-    """
-
-    n_ctx: int
-    d_vocab: int
-    d_vocab_out: int
-    n_layers: int = 2
-    n_heads: int = 1
-    d_model: int = 64
-    d_head: int | None = None
-    layer_norm: bool = False
-    positional: str = "learned"
-    init_scale: float = 0.8
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "n_ctx", check_int("n_ctx", self.n_ctx, 1, 1 << 16))
-        set_(self, "d_vocab", check_int("d_vocab", self.d_vocab, 1, 1 << 24))
-        set_(self, "d_vocab_out", check_int("d_vocab_out", self.d_vocab_out, 2, 1 << 24))
-        set_(self, "n_layers", check_int("n_layers", self.n_layers, 1, 16))
-        set_(self, "n_heads", check_int("n_heads", self.n_heads, 1, 64))
-        set_(self, "d_model", check_int("d_model", self.d_model, 1, 1 << 14))
-        if self.d_head is None:
-            set_(self, "d_head", max(1, self.d_model // self.n_heads))
-        set_(self, "d_head", check_int("d_head", self.d_head, 1, 1 << 14))
-        set_(self, "positional", check_choice("positional", self.positional, POSITIONAL))
-        set_(self, "init_scale", check_real("init_scale", self.init_scale, 0.0, 100.0, low_open=True))
-        if self.positional == "onehot" and self.d_model <= self.n_ctx:
-            raise ValueError(
-                f"d_model = {self.d_model} is too small for one-hot positions: d_model must exceed n_ctx = {self.n_ctx}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return dataclasses.asdict(self)
 
 
 def _onehot_positions(cfg: ModelConfig) -> jnp.ndarray:

@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from toy_models.model import forward
-from toy_models.tasks import classification_inputs
-from toy_models.train import RunResult, headline_measure
+from zipfhead.toy_models.model import forward
+from zipfhead.toy_models.tasks import classification_inputs
+from zipfhead.toy_models.train import RunResult, headline_measure
 
 __all__ = ["attention", "close", "curves"]
 

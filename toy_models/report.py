@@ -36,8 +36,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from theory._io import atomic_write
-from theory.phases import FORMED, LETTERS
+from zipfhead.theory._io import atomic_write
+from zipfhead.theory.phases import FORMED, LETTERS
 
 __all__ = ["REQUIRED_FILES", "write_report"]
 

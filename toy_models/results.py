@@ -23,9 +23,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from theory._io import atomic_write
-from toy_models import measures as ms
-from toy_models.train import RunResult, headline_chance, headline_measure
+from zipfhead.theory._io import atomic_write
+from zipfhead.toy_models import measures as ms
+from zipfhead.toy_models.train import RunResult, headline_chance, headline_measure
 
 __all__ = ["param_arrays", "summarise", "write_run"]
 
@@ -136,7 +136,7 @@ def write_run(result: RunResult, out_dir: str | Path, *, figures: bool = True) -
     summary = summarise(result)
     atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2), mode="w")
     if figures:
-        from toy_models import plots
+        from zipfhead.toy_models import plots
 
         for name, fig in (("curves.png", plots.curves(result, summary)), ("attention.png", plots.attention(result))):
             fig_buf = io.BytesIO()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from theory._io import read_json, reading
-from theory.distributions import config_from_dict
-from theory.predict import Calibration, calibrate_rows, icl_threshold
-from theory.schedule import Observation, Schedule
+from zipfhead.theory._io import read_json, reading
+from zipfhead.theory.distributions import config_from_dict
+from zipfhead.theory.predict import Calibration, calibrate_rows, icl_threshold
+from zipfhead.theory.schedule import Observation, Schedule
 
 __all__ = ["calibrate_runs", "read_observations"]
 

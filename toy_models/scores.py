@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from theory.phases import DIVERGED, FORMED
+from zipfhead.theory.phases import DIVERGED, FORMED
 
 __all__ = ["bootstrap_interval", "noise_ceiling", "score_predictions", "spearman"]
 

@@ -37,16 +37,16 @@ from typing import Any
 
 import numpy as np
 
-from theory._io import atomic_write, remove
-from theory._validate import check_real
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
-from theory.phases import DIVERGED, FORMED
-from theory.predict import LR_MAX, Calibration, calibrate_rows, measured_phase, predict_many
-from theory.schedule import Observation
-from toy_models.model import ModelConfig
-from toy_models.presets import PRESETS
-from toy_models.scores import score_predictions
-from toy_models.train import (
+from zipfhead.theory._io import atomic_write, remove
+from zipfhead.theory._validate import check_real
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
+from zipfhead.theory.phases import DIVERGED, FORMED
+from zipfhead.theory.predict import LR_MAX, Calibration, calibrate_rows, measured_phase, predict_many
+from zipfhead.theory.schedule import Observation
+from zipfhead.toy_models.model import ModelConfig
+from zipfhead.toy_models.presets import PRESETS
+from zipfhead.toy_models.scores import score_predictions
+from zipfhead.toy_models.train import (
     TIMING_PARTS,
     RunConfig,
     TrainConfig,
@@ -56,7 +56,21 @@ from toy_models.train import (
     task_kind,
 )
 
-__all__ = ["PRESETS", "SweepConfig", "load_grid_file", "merge", "preset", "run_sweep"]
+__all__ = [
+    "PRESETS",
+    "SweepConfig",
+    "SweepResult",
+    "TheoryComparison",
+    "aggregate",
+    "compare_theory",
+    "finish",
+    "load_grid_file",
+    "merge",
+    "preset",
+    "run_sweep",
+    "write_arrays",
+    "write_summary_csv",
+]
 
 TRAIN_AXES = ("lr", "weight_decay")
 
@@ -469,8 +483,8 @@ def _check_config(out: Path, cfg: SweepConfig, overwrite: bool) -> None:
 
 
 def _train_group(cfg: SweepConfig, cells: list[int], d: Path, progress: bool) -> None:
-    from toy_models.results import summarise
-    from toy_models.train import train
+    from zipfhead.toy_models.results import summarise
+    from zipfhead.toy_models.train import train
 
     run = cfg.group_run(cells)
     result = train(run, d, progress=progress)
@@ -618,102 +632,149 @@ def merge(
 
 
 # --- aggregation, theory, report -----------------------------------------------------------------------------
-def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
-    """Aggregate the finished groups of a sweep: arrays.npz, theory.json (calibrate on the designated cells,
-    predict every cell, score the held-out ones), summary.csv and report.html. Returns the held-out scores.
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished sweep's toys, aggregated over its groups: what ``arrays.npz``, ``summary.csv`` and the theory's
+    comparison are written from. C cells, S seeds, E regular evaluation steps.
 
-    With ``calibration`` given (``zipfhead sweep --calibration FILE``) nothing is fitted: every cell is predicted
-    with those constants and every cell is scored."""
+    Attributes:
+        config: the sweep.
+        measures: the names of the recorded measures (M,).
+        steps: (E,) the regular evaluation grid (multiples of eval_every, and the last step).
+        values: (C, S, M, E) every measure on that grid.
+        measured: (C, S) the measured transition step of each model, NaN where no head formed (or it diverged).
+        phases: C lists of S measured phases (:mod:`theory.phases`).
+        finals: (C, S, 2) the final headline and in-weights accuracies (0 where the task has no iwl measure).
+        diverged: (C, S) bool.
+    """
+
+    config: SweepConfig
+    measures: list[str]
+    steps: np.ndarray
+    values: np.ndarray
+    measured: np.ndarray
+    phases: list[list[str]]
+    finals: np.ndarray
+    diverged: np.ndarray
+
+    @property
+    def headline(self) -> str:
+        """The measure whose rise is the transition (:func:`toy_models.train.headline_measure`)."""
+        return headline_measure(task_kind(self.config.task))
+
+
+@dataclass(frozen=True)
+class TheoryComparison:
+    """The theory beside a sweep: its calibration, a prediction per cell, and the scores on the held-out cells.
+
+    Attributes:
+        calibration: the constants used.
+        note: how they were obtained (fitted, given, or the packaged fallback and why).
+        calibration_cells: the cells fitted on (empty when a calibration was given).
+        held_out: the cells scored.
+        predictions: C dicts: transition_step, transition_step_closed_form, phase, phase_closed_form.
+        scores: :func:`toy_models.scores.score_predictions` on the held-out cells.
+    """
+
+    calibration: Calibration
+    note: str
+    calibration_cells: list[int]
+    held_out: list[int]
+    predictions: list[dict[str, Any]]
+    scores: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``theory.json`` layout."""
+        keys = ("transition_step", "transition_step_closed_form", "phase", "phase_closed_form")
+        return {
+            "calibration": dataclasses.asdict(self.calibration),
+            "calibration_note": self.note,
+            "calibration_cells": self.calibration_cells,
+            "held_out_cells": self.held_out,
+            "scores": self.scores,
+            "predictions": [{k: p[k] for k in keys} for p in self.predictions],
+        }
+
+
+def aggregate(out_dir: str | Path) -> SweepResult:
+    """Read a sweep's finished groups (``groups/gNNN/result.*``) into one :class:`SweepResult`, with each model's
+    measured phase (:func:`theory.predict.measured_phase`) and transition."""
     out = Path(out_dir)
     cfg = SweepConfig.from_dict(json.loads((out / "config.json").read_text()))
-    cells = cfg.cells()
-    C, S = len(cells), len(cfg.seeds)
-    headline = headline_measure(task_kind(cfg.task))
-    regular = None
-    per_cell: dict[int, dict[str, Any]] = {}
-    measures: list[str] | None = None
+    cells, S = cfg.cells(), len(cfg.seeds)
+    regular, measures = None, None
+    every: dict[int, np.ndarray] = {}  # cell -> (measure, seed, every evaluated step, dense ones included)
+    on_grid: dict[int, np.ndarray] = {}  # cell -> (measure, seed, regular step)
+    models: dict[int, list[dict[str, Any]]] = {}  # cell -> its seeds' summaries
     for g, group in enumerate(cfg.groups()):
         d = _group_dir(out, g)
         info = json.loads((d / "result.json").read_text())
         with np.load(d / "result.npz") as z:
             curves, names, steps = z["curves"], [str(m) for m in z["measures"]], z["steps"]
-        keep = steps % cfg.train.eval_every == 0
-        keep |= steps == cfg.train.steps
+        keep = (steps % cfg.train.eval_every == 0) | (steps == cfg.train.steps)
         regular = steps[keep] if regular is None else regular
         measures = names if measures is None else measures
         for k, cell in enumerate(group):
-            rows = info["summary"]["models"][k * S : (k + 1) * S]
-            per_cell[cell] = {
-                "values": curves[:, k * S : (k + 1) * S][:, :, keep],  # (measure, seed, step)
-                "full": curves[:, k * S : (k + 1) * S],
-                "steps_full": steps,
-                "models": rows,
-            }
+            every[cell] = curves[:, k * S : (k + 1) * S]
+            on_grid[cell] = every[cell][:, :, keep]
+            models[cell] = info["summary"]["models"][k * S : (k + 1) * S]
     assert regular is not None and measures is not None
-    values = np.stack([np.moveaxis(per_cell[c]["values"], 0, 1) for c in range(C)])  # (C, S, measure, step)
-    axis_values = np.array([[cell[n] for n in cfg.axis_names] for cell in cells], dtype=np.float64)
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        values=values,
-        measures=np.asarray(measures),
-        steps=regular,
-        seeds=np.asarray(cfg.seeds),
-        axis_names=np.asarray(cfg.axis_names),
-        axis_values=axis_values,
-    )
-    atomic_write(out / "arrays.npz", lambda f: f.write(buf.getvalue()))
-
-    # measured transition and phase per cell and seed
-    icl_name = headline
+    C = len(cells)
+    values = np.stack([np.moveaxis(on_grid[c], 0, 1) for c in range(C)])  # (C, S, measure, step)
+    headline = headline_measure(task_kind(cfg.task))
     iwl_name = "iwl_acc" if "iwl_acc" in measures else None
-    tasks = [cfg.cell_task(c) for c in cells]
-    lrs = [cfg.cell_lr(c) for c in cells]
-    wds = [cfg.cell_weight_decay(c) for c in cells]
     measured = np.full((C, S), np.nan)
     phases = [["neither"] * S for _ in range(C)]
     finals = np.zeros((C, S, 2))
     diverged = np.zeros((C, S), dtype=bool)
     for c in range(C):
-        pc = per_cell[c]
+        task = cfg.cell_task(cells[c])
         for s in range(S):
-            icl = pc["full"][measures.index(icl_name), s]
-            iwl_final = float(pc["full"][measures.index(iwl_name), s, -1]) if iwl_name else 0.0
+            icl = every[c][measures.index(headline), s]
+            iwl_final = float(every[c][measures.index(iwl_name), s, -1]) if iwl_name else 0.0
             finals[c, s] = (float(icl[-1]), iwl_final)
-            diverged[c, s] = bool(pc["models"][s].get("diverged", False))
+            diverged[c, s] = bool(models[c][s].get("diverged", False))
             # a diverged model has no phase, no transition, no say in the calibration and no place in the scores
-            phases[c][s] = DIVERGED if diverged[c, s] else measured_phase(tasks[c], icl, iwl_final)
-            tr = pc["models"][s]["transition_step"]
+            phases[c][s] = DIVERGED if diverged[c, s] else measured_phase(task, icl, iwl_final)
+            tr = models[c][s]["transition_step"]
             if tr is not None and phases[c][s] in FORMED:
                 measured[c, s] = float(tr)
+    return SweepResult(cfg, measures, regular, values, measured, phases, finals, diverged)
 
-    # theory: calibrate on the designated cells (or take a given calibration), predict all, score the others
+
+def compare_theory(result: SweepResult, label: str, calibration: Calibration | None = None) -> TheoryComparison:
+    """Calibrate the theory on the sweep's designated cells (or take ``calibration``), predict every cell, and
+    score the others. ``label`` names the fit's source (the run directory's name)."""
+    cfg, S = result.config, len(result.config.seeds)
+    cells = cfg.cells()
+    C = len(cells)
+    tasks = [cfg.cell_task(c) for c in cells]
+    lrs = [cfg.cell_lr(c) for c in cells]
+    wds = [cfg.cell_weight_decay(c) for c in cells]
     if calibration is not None:
-        cal, calib = calibration, []
-        cal_note = f"given: {calibration.source}"
+        cal, calib, note = calibration, [], f"given: {calibration.source}"
     else:
-        calib = cfg.calibration_cells(np.all(np.isfinite(measured), axis=1))
+        calib = cfg.calibration_cells(np.all(np.isfinite(result.measured), axis=1))
         rows = []
         for c in calib:
             for s in range(S):
-                if diverged[c, s] or lrs[c] > LR_MAX:
+                if result.diverged[c, s] or lrs[c] > LR_MAX:
                     continue
-                tr = None if math.isnan(measured[c, s]) else float(measured[c, s])
+                tr = None if math.isnan(result.measured[c, s]) else float(result.measured[c, s])
                 schedule = dataclasses.replace(cfg.train.schedule, lr=float(lrs[c]), weight_decay=float(wds[c]))
                 rows.append(Observation(tasks[c], schedule, tr))
         try:
-            cal = calibrate_rows(rows, source=f"{out.name}: cells {calib}")
-            cal_note = "fitted on the calibration cells"
+            cal = calibrate_rows(rows, source=f"{label}: cells {calib}")
+            note = "fitted on the calibration cells"
         except ValueError as err:
-            from theory.predict import load_calibration
+            from zipfhead.theory.predict import load_calibration
 
             cal = load_calibration()
-            cal_note = f"packaged calibration ({err})"
+            note = f"packaged calibration ({err})"
     # the theory's range of learning rates is narrower than the toys': cells outside it are not predicted
     in_range = [c for c in range(C) if lrs[c] <= LR_MAX]
-    preds: list[dict[str, Any]] = [
-        {"transition_step": None, "transition_step_closed_form": None, "phase": "", "phase_closed_form": None}
-    ] * C
+    none = {"transition_step": None, "transition_step_closed_form": None, "phase": "", "phase_closed_form": None}
+    preds: list[dict[str, Any]] = [none] * C
     if in_range:
         predicted = predict_many(
             [tasks[c] for c in in_range],
@@ -730,59 +791,75 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
             preds[c] = p
     held = [c for c in range(C) if c not in calib and c in in_range]
     scores = score_predictions(
-        held, measured, phases, [p["transition_step"] for p in preds], [p["phase"] for p in preds]
+        held, result.measured, result.phases, [p["transition_step"] for p in preds], [p["phase"] for p in preds]
     )
-    theory = {
-        "calibration": dataclasses.asdict(cal),
-        "calibration_note": cal_note,
-        "calibration_cells": calib,
-        "held_out_cells": held,
-        "scores": scores,
-        "predictions": [
-            {k: p[k] for k in ("transition_step", "transition_step_closed_form", "phase", "phase_closed_form")}
-            for p in preds
-        ],
-    }
-    atomic_write(out / "theory.json", lambda f: json.dump(theory, f, indent=2), mode="w")
+    return TheoryComparison(cal, note, calib, held, preds, scores)
 
-    buf_csv = io.StringIO()
-    writer = csv.writer(buf_csv)
-    writer.writerow(
-        [
-            "cell",
-            *cfg.axis_names,
-            "seed",
-            "calibration_cell",
-            "measured_transition_step",
-            "measured_phase",
-            f"final_{icl_name}",
-            "final_iwl_acc",
-            "predicted_transition_step",
-            "predicted_phase",
-            "diverged",
-        ]
+
+def write_arrays(out_dir: str | Path, result: SweepResult) -> None:
+    """``arrays.npz``: the values on the regular grid with their coordinates (see the module docstring)."""
+    cfg = result.config
+    axis_values = np.array([[cell[n] for n in cfg.axis_names] for cell in cfg.cells()], dtype=np.float64)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        values=result.values,
+        measures=np.asarray(result.measures),
+        steps=result.steps,
+        seeds=np.asarray(cfg.seeds),
+        axis_names=np.asarray(cfg.axis_names),
+        axis_values=axis_values,
     )
-    for c in range(C):
+    atomic_write(Path(out_dir) / "arrays.npz", lambda f: f.write(buf.getvalue()))
+
+
+def write_summary_csv(out_dir: str | Path, result: SweepResult, theory: TheoryComparison) -> None:
+    """``summary.csv``: one row per cell and seed, the toys' measurements beside the theory's prediction."""
+    cfg = result.config
+    cells = cfg.cells()
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    head = ["cell", *cfg.axis_names, "seed", "calibration_cell", "measured_transition_step", "measured_phase"]
+    writer.writerow(
+        [*head, f"final_{result.headline}", "final_iwl_acc", "predicted_transition_step", "predicted_phase", "diverged"]
+    )
+    for c, cell in enumerate(cells):
+        pred = theory.predictions[c]
         for s, seed in enumerate(cfg.seeds):
-            pt = preds[c]["transition_step"]
+            m, pt = result.measured[c, s], pred["transition_step"]
             writer.writerow(
                 [
                     c,
-                    *[cells[c][n] for n in cfg.axis_names],
+                    *[cell[n] for n in cfg.axis_names],
                     seed,
-                    int(c in calib),
-                    "" if math.isnan(measured[c, s]) else f"{measured[c, s]:.1f}",
-                    phases[c][s],
-                    f"{finals[c, s, 0]:.4f}",
-                    f"{finals[c, s, 1]:.4f}",
+                    int(c in theory.calibration_cells),
+                    "" if math.isnan(m) else f"{m:.1f}",
+                    result.phases[c][s],
+                    f"{result.finals[c, s, 0]:.4f}",
+                    f"{result.finals[c, s, 1]:.4f}",
                     "" if pt is None else f"{pt:.1f}",
-                    preds[c]["phase"],
-                    int(diverged[c, s]),
+                    pred["phase"],
+                    int(result.diverged[c, s]),
                 ]
             )
-    atomic_write(out / "summary.csv", lambda f: f.write(buf_csv.getvalue()), mode="w")
+    atomic_write(Path(out_dir) / "summary.csv", lambda f: f.write(buf.getvalue()), mode="w")
 
-    from toy_models.report import write_report
+
+def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
+    """Aggregate the finished groups of a sweep (:func:`aggregate`), set the theory beside them
+    (:func:`compare_theory`: calibrate on the designated cells, predict every cell, score the held-out ones), and
+    write arrays.npz, theory.json, summary.csv and report.html. Returns the held-out scores.
+
+    With ``calibration`` given (``zipfhead sweep --calibration FILE``) nothing is fitted: every cell is predicted
+    with those constants and every cell is scored."""
+    out = Path(out_dir)
+    result = aggregate(out)
+    write_arrays(out, result)
+    theory = compare_theory(result, out.name, calibration)
+    atomic_write(out / "theory.json", lambda f: json.dump(theory.to_dict(), f, indent=2), mode="w")
+    write_summary_csv(out, result, theory)
+
+    from zipfhead.toy_models.report import write_report
 
     write_report(out)
-    return scores
+    return theory.scores

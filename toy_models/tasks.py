@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
-from theory.markov import predictor_losses, sample_markov
-from theory.samplers import class_means, sample_classification, sample_repeated_tokens, sample_token_streams
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
+from zipfhead.theory.markov import predictor_losses, sample_markov
+from zipfhead.theory.samplers import class_means, sample_classification, sample_repeated_tokens, sample_token_streams
 
 __all__ = ["ClassificationStream", "MarkovStream", "TokenStream", "classification_inputs", "derive_seed"]
 

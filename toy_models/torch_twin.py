@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from toy_models.model import ModelConfig
+from zipfhead.toy_models.model import ModelConfig
 
 __all__ = ["TorchToy", "torch_step_fn"]
 

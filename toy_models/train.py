@@ -39,90 +39,24 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from theory._io import atomic_write, remove
-from theory._validate import check_choice, check_int, check_real
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
-from theory.schedule import Schedule
-from toy_models import measures as ms
-from toy_models.model import ModelConfig, forward, init_params
-from toy_models.tasks import ClassificationStream, MarkovStream, TokenStream, classification_inputs, derive_seed
+from zipfhead.theory._io import atomic_write, remove
+from zipfhead.theory._validate import check_int, check_real
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
+from zipfhead.toy_models import measures as ms
+from zipfhead.toy_models.config import TrainConfig
+from zipfhead.toy_models.model import ModelConfig, forward, init_params
+from zipfhead.toy_models.tasks import (
+    ClassificationStream,
+    MarkovStream,
+    TokenStream,
+    classification_inputs,
+    derive_seed,
+)
 
 __all__ = ["RunConfig", "TrainConfig", "engine_for", "shape_signature", "sharders", "stack_chunks", "train"]
 
-#: where training batches are drawn: ``host`` (the Numba samplers, streamed in by chunk) or ``device`` (the JAX
-#: twins of :mod:`toy_models.device_samplers`, inside the compiled chunk; classification and token streams)
-SAMPLERS = ("host", "device")
 #: the parts of a run's wall time that :attr:`RunResult.timings` records, in the loop's order
 TIMING_PARTS = ("setup", "first_chunk", "data", "train_wait", "evaluate", "checkpoint", "other")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimiser, schedule and evaluation.
-
-    Args:
-        optimizer: ``adam`` (AdamW when weight_decay > 0) or ``sgd`` (with momentum).
-        lr: learning rate (a run may give each model its own, see :class:`RunConfig`).
-        momentum: SGD momentum.
-        beta2: Adam's second-moment decay; its memory is 1 / (1 - beta2) steps (1000 at the default 0.999, as
-            long as the presets' whole horizon: the early, large gradients still weigh on every step then).
-        weight_decay: decoupled weight decay (per step the weights shrink by lr x weight_decay, as in AdamW).
-        decay_on: which weights decay: ``all``, or ``attention`` (the heads' Q, K, V, O weights and biases only:
-            the in-context path, leaving the embedding-unembedding path that memorises free, as in Nguyen &
-            Reddy 2025, where decay on the in-context path makes in-context learning transient).
-        warmup_steps: linear warm-up of the learning rate over this many steps (0: none).
-        batch_size: sequences per step.
-        steps: training steps.
-        eval_every: steps between evaluations (dense phases: eval_every / dense_factor).
-        dense_factor: how much denser evaluations get while the measures move fast.
-        eval_size: sequences in each evaluation set.
-        sampler: where training batches are drawn (:data:`SAMPLERS`): ``host``, the Numba samplers (the default,
-            and the faster on a CPU), or ``device``, their JAX twins inside the compiled chunk (for accelerators:
-            no per-step generation and transfer on the host). The two draw from the same laws with different
-            random streams, so their numbers differ; evaluation sets come from the host samplers in both.
-    """
-
-    optimizer: str = Schedule.optimizer
-    lr: float = Schedule.lr
-    momentum: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = Schedule.weight_decay
-    decay_on: str = Schedule.decay_on
-    warmup_steps: int = 0
-    batch_size: int = Schedule.batch_size
-    steps: int = Schedule.steps
-    eval_every: int = 100
-    dense_factor: int = 4
-    eval_size: int = 512
-    sampler: str = "host"
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "sampler", check_choice("sampler", self.sampler, SAMPLERS))
-        # the schedule's fields are validated (and normalised) by the one record the theory also reads
-        for name, value in self.schedule.to_dict().items():
-            set_(self, name, value)
-        set_(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0))
-        set_(self, "beta2", check_real("beta2", self.beta2, 0.0, 1.0 - 1e-7))  # 1: v never moves from 0
-        set_(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, 0, 10**9))
-        set_(self, "dense_factor", check_int("dense_factor", self.dense_factor, 1, 64))
-        set_(self, "eval_every", check_int("eval_every", self.eval_every, self.dense_factor, 10**9))
-        if self.eval_every % self.dense_factor:
-            raise ValueError(
-                f"eval_every = {self.eval_every} is not a multiple of dense_factor = {self.dense_factor}: "
-                f"eval_every must be a multiple of {self.dense_factor}"
-            )
-        set_(self, "eval_size", check_int("eval_size", self.eval_size, 1, 1 << 20))
-
-    @property
-    def schedule(self) -> Schedule:
-        """What the theory reads of this config (:class:`theory.schedule.Schedule`)."""
-        return Schedule(self.optimizer, self.lr, self.steps, self.batch_size, self.weight_decay, self.decay_on)
-
-    @property
-    def chunk(self) -> int:
-        """Steps per compiled chunk (the dense evaluation spacing)."""
-        return self.eval_every // self.dense_factor
 
 
 @dataclass(frozen=True)
@@ -574,7 +508,7 @@ class Engine:
 
 def _device_batch_fn(run: RunConfig) -> Callable:
     """(step, consts) -> one model's training batch, drawn on the device from fold_in(consts key, step)."""
-    from toy_models import device_samplers as dsm
+    from zipfhead.toy_models import device_samplers as dsm
 
     batch = run.train.batch_size
     if run.kind == "classification":
@@ -597,7 +531,7 @@ def _device_batch_fn(run: RunConfig) -> Callable:
 def device_sampler_consts(run: RunConfig, means: Sequence[np.ndarray | None]) -> dict[str, Any]:
     """Every model's device-sampler parameters (padded to the run's largest K or trigger count) and base key
     PRNGKey(derive_seed(seed, "train")), stacked along a leading model axis (numpy)."""
-    from toy_models import device_samplers as dsm
+    from zipfhead.toy_models import device_samplers as dsm
 
     tasks = run.model_tasks
     if run.kind == "classification":
@@ -768,6 +702,144 @@ def sharders(M: int) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
     return place(PartitionSpec("model")), place(PartitionSpec(None, "model"))
 
 
+def _resume(out: Path | None, run: RunConfig, state: Any, resume: bool) -> tuple[Any, int, dict[str, Any]]:
+    """(state, step, history): from ``out``'s checkpoint when resuming the same config, else fresh."""
+    history: dict[str, Any] = {"steps": [], "curves": {}, "train_loss": []}
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir = {str(out)!r} is a file, not a directory: name a directory")
+    if out is None:
+        return state, 0, history
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_checkpoint(out, state) if resume else None
+    if loaded is None:
+        return state, 0, history
+    try:  # through the dataclass, so that a field added later with its default still matches
+        same = RunConfig.from_dict(loaded[3]).to_dict() == run.to_dict()
+    except (KeyError, TypeError, ValueError):
+        same = False
+    if not same:
+        raise ValueError(f"{out} holds a checkpoint of a different config: use another directory")
+    return loaded[0], loaded[1], loaded[2]
+
+
+class _Loop:
+    """One training run's loop: the engine, data, evaluation sets and state of its M models, and the clock of
+    :data:`TIMING_PARTS` (see :func:`train`)."""
+
+    def __init__(self, run: RunConfig, out: Path | None, resume: bool):
+        self.t_setup = time.perf_counter()
+        self.clock = dict.fromkeys(TIMING_PARTS[1:-1], 0.0)  # the parts between setup and other
+        self.run, self.out, self.tcfg = run, out, run.train
+        self.streams = run.streams()
+        self.engine = engine_for(run)
+        self.M = len(self.streams)
+        self.means = [s.means() for s in self.streams]
+        eval_sets = [s.eval_sets(m, self.tcfg.eval_size) for s, m in zip(self.streams, self.means, strict=True)]
+        self.on_models, self.on_scan = sharders(self.M)
+        self.eval_data = self.on_models(jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *eval_sets))
+        keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
+        state = self.engine.init(
+            keys,
+            jnp.asarray(run.model_lrs, dtype=jnp.float32),
+            jnp.asarray(run.model_weight_decays, dtype=jnp.float32),
+        )
+        state, self.step, self.history = _resume(out, run, state, resume)
+        self.state = self.on_models(state)
+        self.headline = headline_measure(run.kind)
+        self.consts = None
+        if self.engine.device_sampling:
+            consts = device_sampler_consts(run, self.means)
+            self.consts = self.on_models(jax.tree_util.tree_map(jnp.asarray, consts))
+        if self.step == 0 and not self.history["steps"]:
+            self.record(0)
+
+    def record(self, step: int) -> None:
+        """Evaluate every model and append its measures to the history."""
+        t = time.perf_counter()
+        values = jax.device_get(self.engine.evaluate(self.state["params"], self.eval_data))
+        self.clock["evaluate"] += time.perf_counter() - t
+        self.history["steps"].append(step)
+        for k, v in values.items():
+            self.history["curves"].setdefault(k, []).append(np.asarray(v, dtype=np.float64).tolist())
+
+    def batches(self, step0: int) -> tuple[int, dict[str, np.ndarray]]:
+        """The chunk from ``step0`` on the host, in the scan layout (n_steps, M, ...), timed as ``data``."""
+        t = time.perf_counter()
+        n = min(self.tcfg.chunk, self.tcfg.steps - step0)
+        if self.engine.device_sampling:  # only the step numbers: the batches are drawn inside the chunk
+            host = {"step": np.broadcast_to(np.arange(step0, step0 + n, dtype=np.int32)[:, None], (n, self.M))}
+        else:
+            streams, means, b = self.streams, self.means, self.tcfg.batch_size
+            host = stack_chunks([s.train_chunk(m, step0, n, b) for s, m in zip(streams, means, strict=True)])
+        self.clock["data"] += time.perf_counter() - t
+        return n, host
+
+    def after_chunk(self, losses: np.ndarray, n: int) -> None:
+        """Book a finished chunk: its losses, the step, and an evaluation and checkpoint where one is due."""
+        self.history["train_loss"].append(losses.T.tolist())  # (M, n) per chunk
+        self.step += n
+        dense = _moving_fast(self.history["curves"].get(self.headline, []))
+        if self.step % self.tcfg.eval_every == 0 or dense or self.step == self.tcfg.steps:  # a grid + dense extras
+            self.record(self.step)
+            if self.out is not None:
+                t = time.perf_counter()
+                save_checkpoint(self.out, self.state, self.step, self.history, self.run)
+                self.clock["checkpoint"] += time.perf_counter() - t
+
+    def chunks(self, bar: Any, stop_after: int | None) -> None:
+        """Train to the end (or ``stop_after``), drawing each chunk on the host while the previous one trains."""
+        tcfg, first = self.tcfg, True
+        if self.step < tcfg.steps:
+            n, host = self.batches(self.step)
+            data = self.on_scan(host)
+        while self.step < tcfg.steps:
+            # The first chunk of a long run may time the candidate executions (see Engine.choose).
+            probe = (tcfg.steps - self.step) >= _PROBE_MIN_CHUNKS * tcfg.chunk
+            t_chunk = time.perf_counter()
+            self.state, losses = self.engine.run_chunk(self.state, data, probe=probe, consts=self.consts)  # async
+            more = self.step + n < tcfg.steps
+            if more:  # ... so the next chunk is drawn on the host while this one trains
+                n_next, host = self.batches(self.step + n)
+            t_wait = time.perf_counter()
+            if more:
+                # Placing it is waiting: a CPU device takes the transfer only once the chunk in flight is done (the
+                # demo's 36 models, measured: 1.86 s of a chunk's 2.06 s of drawing and placing was the placing,
+                # 0.24 s the sampling), while an accelerator overlaps it with the chunk.
+                data = self.on_scan(host)
+            losses = np.asarray(losses, dtype=np.float64)  # waits for the chunk
+            self.clock["first_chunk" if first else "train_wait"] += time.perf_counter() - (t_chunk if first else t_wait)
+            first = False
+            self.after_chunk(losses, n)
+            if bar is not None:
+                bar.update(n)
+                head = np.asarray(self.history["curves"][self.headline][-1])
+                bar.set_postfix(loss=f"{float(np.nanmean(losses[-1])):.3f}", **{self.headline: f"{np.mean(head):.2f}"})
+            if stop_after is not None and self.step >= stop_after:
+                break
+            if more:
+                n = n_next
+
+    def result(self, t0: float, setup: float) -> RunResult:
+        """The finished run: histories as arrays (curves (M, evaluations) per measure, losses (M, steps))."""
+        seconds = time.perf_counter() - t0
+        chunks = [np.asarray(c, dtype=np.float64).reshape(self.M, -1) for c in self.history["train_loss"]]
+        train_loss = np.concatenate(chunks, axis=1) if chunks else np.zeros((self.M, 0))
+        curves = {k: np.moveaxis(np.asarray(v, dtype=np.float64), 0, 1) for k, v in self.history["curves"].items()}
+        clock = self.clock
+        other = max(time.perf_counter() - self.t_setup - setup - sum(clock.values()), 0.0)
+        return RunResult(
+            run=self.run,
+            steps=np.asarray(self.history["steps"]),
+            curves=curves,
+            train_loss=train_loss,
+            diverged=np.asarray(self.state["diverged"]),
+            state=self.state,
+            seconds=seconds,
+            data_seconds=clock["data"],
+            timings={"setup": setup, **clock, "other": other},
+        )
+
+
 def train(
     run: RunConfig,
     out_dir: str | Path | None = None,
@@ -785,141 +857,18 @@ def train(
         resume: continue from a checkpoint in ``out_dir`` made by the same config.
         stop_after: stop (as if interrupted) once this many steps are done; for tests of resumption.
     """
-    t_setup = time.perf_counter()
-    clock = dict.fromkeys(TIMING_PARTS[1:-1], 0.0)  # the parts between setup and other
-    tcfg = run.train
-    streams = run.streams()
-    engine = engine_for(run)
-    M = len(streams)
-    means = [s.means() for s in streams]
-    eval_sets = [s.eval_sets(m, tcfg.eval_size) for s, m in zip(streams, means, strict=True)]
-    eval_data = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *eval_sets)
-
-    on_models, on_scan = sharders(M)
-    eval_data = on_models(eval_data)
-    keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
-    state = engine.init(
-        keys,
-        jnp.asarray(run.model_lrs, dtype=jnp.float32),
-        jnp.asarray(run.model_weight_decays, dtype=jnp.float32),
-    )
-    step = 0
-    history: dict[str, Any] = {"steps": [], "curves": {}, "train_loss": []}
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir = {str(out)!r} is a file, not a directory: name a directory")
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            loaded = load_checkpoint(out, state)
-            if loaded is not None:
-                try:  # through the dataclass, so that a field added later with its default still matches
-                    same = RunConfig.from_dict(loaded[3]).to_dict() == run.to_dict()
-                except (KeyError, TypeError, ValueError):
-                    same = False
-                if not same:
-                    raise ValueError(f"{out} holds a checkpoint of a different config: use another directory")
-                state, step, history, _ = loaded
-
-    state = on_models(state)
-    headline = headline_measure(run.kind)
-
-    def record(step_now: int) -> None:
-        t = time.perf_counter()
-        values = jax.device_get(engine.evaluate(state["params"], eval_data))
-        clock["evaluate"] += time.perf_counter() - t
-        history["steps"].append(step_now)
-        for k, v in values.items():
-            history["curves"].setdefault(k, []).append(np.asarray(v, dtype=np.float64).tolist())
-
-    if step == 0 and not history["steps"]:
-        record(0)
-
+    loop = _Loop(run, Path(out_dir) if out_dir is not None else None, resume)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=tcfg.steps, initial=step, unit="step", dynamic_ncols=True, leave=False)
-
-    consts = None
-    if engine.device_sampling:
-        consts = on_models(jax.tree_util.tree_map(jnp.asarray, device_sampler_consts(run, means)))
-
-    def batches(step0: int) -> tuple[int, dict[str, np.ndarray]]:
-        """The chunk from ``step0`` on the host, in the scan layout (n_steps, M, ...)."""
-        n = min(tcfg.chunk, tcfg.steps - step0)
-        if engine.device_sampling:  # only the step numbers: the batches are drawn inside the chunk
-            return n, {"step": np.broadcast_to(np.arange(step0, step0 + n, dtype=np.int32)[:, None], (n, M))}
-        chunks = [s.train_chunk(m, step0, n, tcfg.batch_size) for s, m in zip(streams, means, strict=True)]
-        return n, stack_chunks(chunks)
-
+        bar = tqdm(total=run.train.steps, initial=loop.step, unit="step", dynamic_ncols=True, leave=False)
     t0 = time.perf_counter()
-    setup = t0 - t_setup - clock["evaluate"]  # the step-0 evaluation counts as evaluation
-    first = True
-    if step < tcfg.steps:
-        t_data = time.perf_counter()
-        n, host = batches(step)
-        clock["data"] += time.perf_counter() - t_data
-        data = on_scan(host)
-    while step < tcfg.steps:
-        # The first chunk of a long run may time the candidate executions (see Engine.choose).
-        probe = (tcfg.steps - step) >= _PROBE_MIN_CHUNKS * tcfg.chunk
-        t_chunk = time.perf_counter()
-        state, losses = engine.run_chunk(state, data, probe=probe, consts=consts)  # dispatched asynchronously ...
-        if step + n < tcfg.steps:  # ... so the next chunk is drawn on the host while this one trains
-            t_data = time.perf_counter()
-            n_next, host = batches(step + n)
-            clock["data"] += time.perf_counter() - t_data
-        t_wait = time.perf_counter()
-        if step + n < tcfg.steps:
-            # Placing it is waiting: a CPU device takes the transfer only once the chunk in flight is done (the
-            # demo's 36 models, measured: 1.86 s of a chunk's 2.06 s of drawing and placing was the placing, 0.24
-            # s the sampling), while an accelerator overlaps it with the chunk.
-            data_next = on_scan(host)
-        losses = np.asarray(losses, dtype=np.float64)  # waits for the chunk
-        if first:
-            clock["first_chunk"] += time.perf_counter() - t_chunk
-            first = False
-        else:
-            clock["train_wait"] += time.perf_counter() - t_wait
-        history["train_loss"].append(losses.T.tolist())  # (M, n) per chunk
-        step += n
-        dense = _moving_fast(history["curves"].get(headline, []))
-        if step % tcfg.eval_every == 0 or dense or step == tcfg.steps:  # a fixed grid, plus dense extras
-            record(step)
-            if out is not None:
-                t_ckpt = time.perf_counter()
-                save_checkpoint(out, state, step, history, run)
-                clock["checkpoint"] += time.perf_counter() - t_ckpt
-        if bar is not None:
-            bar.update(n)
-            head = np.asarray(history["curves"][headline][-1])
-            bar.set_postfix(loss=f"{float(np.nanmean(losses[-1])):.3f}", **{headline: f"{np.mean(head):.2f}"})
-        if stop_after is not None and step >= stop_after:
-            break
-        if step < tcfg.steps:
-            n, data = n_next, data_next
+    setup = t0 - loop.t_setup - loop.clock["evaluate"]  # the step-0 evaluation counts as evaluation
+    loop.chunks(bar, stop_after)
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
-    chunks = [np.asarray(c, dtype=np.float64).reshape(M, -1) for c in history["train_loss"]]
-    train_loss = np.concatenate(chunks, axis=1) if chunks else np.zeros((M, 0))
-    curves = {k: np.moveaxis(np.asarray(v, dtype=np.float64), 0, 1) for k, v in history["curves"].items()}
-    return RunResult(
-        run=run,
-        steps=np.asarray(history["steps"]),
-        curves=curves,
-        train_loss=train_loss,
-        diverged=np.asarray(state["diverged"]),
-        state=state,
-        seconds=seconds,
-        data_seconds=clock["data"],
-        timings={
-            "setup": setup,
-            **clock,
-            "other": max(time.perf_counter() - t_setup - setup - sum(clock.values()), 0.0),
-        },
-    )
+    return loop.result(t0, setup)
 
 
 def _moving_fast(values: list, threshold: float = 0.05) -> bool:

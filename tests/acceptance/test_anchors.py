@@ -14,7 +14,7 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from theory import anchors as A
+from zipfhead.theory import anchors as A
 
 SLOPE_TOL = 0.1  # the tolerance on every log-log slope
 # Numba and the twin run the same algorithm on the same cse'd expressions, but not bit for bit: Numba turns x**3

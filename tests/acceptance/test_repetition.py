@@ -20,10 +20,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from theory.distributions import ClassificationTask
-from theory.transition import smoothed_curve
-from toy_models.model import ModelConfig
-from toy_models.train import RunConfig, TrainConfig, train
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.theory.transition import smoothed_curve
+from zipfhead.toy_models.model import ModelConfig
+from zipfhead.toy_models.train import RunConfig, TrainConfig, train
 
 pytestmark = pytest.mark.slow
 

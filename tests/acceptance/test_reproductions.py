@@ -15,10 +15,10 @@ import math
 import numpy as np
 import pytest
 
-from theory.closed_form import copy_plateau
-from theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
-from toy_models.model import ModelConfig
-from toy_models.train import RunConfig, TrainConfig, train
+from zipfhead.theory.closed_form import copy_plateau
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
+from zipfhead.toy_models.model import ModelConfig
+from zipfhead.toy_models.train import RunConfig, TrainConfig, train
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 The table covers the cases that used to end in a traceback or to be accepted: files where directories belong,
 grid files of the wrong shape or types, values that cannot be an axis, and calibration files with a wrong field.
-Each runs in-process through :func:`toy_models.cli.main`; ``tests/unit/test_cli.py`` runs such errors from a real
+Each runs in-process through :func:`zipfhead.cli.main`; ``tests/unit/test_cli.py`` runs such errors from a real
 process too.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from toy_models.cli import main
+from zipfhead.cli import main
 
 GRIDS = {
     "axis_not_a_list.json": {"axes": {"K": "abc"}},
@@ -60,8 +60,8 @@ def test_bad_input_is_one_line_naming_it(args, needle, tmp_path: Path, capsys) -
 
 def test_a_sweep_on_its_own_axes_is_named_after_them() -> None:
     """`zipfhead sweep --axis ...` is not the demo: its name (and so its default directory) says its axes."""
-    from toy_models.cli import build_parser
-    from toy_models.cli_sweep import sweep_config_from_args
+    from zipfhead.cli import build_parser
+    from zipfhead.cli.sweep_commands import sweep_config_from_args
 
     args = build_parser().parse_args(["sweep", "--axis", "K=64,256", "--axis", "eps=0,0.5"])
     assert sweep_config_from_args(args).name == "demo-K-eps"

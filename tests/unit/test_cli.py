@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from theory.distributions import ClassificationTask
-from theory.samplers import sample_classes
-from toy_models.cli import main
+from zipfhead.cli import main
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.theory.samplers import sample_classes
 
-ZIPFHEAD = [sys.executable, "-m", "toy_models.cli"]
+ZIPFHEAD = [sys.executable, "-m", "zipfhead.cli"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -125,7 +125,7 @@ REEXEC_SCRIPT = """
 import os, sys
 print("start", os.environ.get("GLIBC_TUNABLES"), flush=True)
 sys.argv = ["zipfhead", "train", "--steps", "-1"]
-from toy_models.cli import main
+from zipfhead.cli import main
 sys.exit(main())
 """
 
@@ -137,7 +137,7 @@ def test_train_restarts_once_with_allocator_tunables(disabled):
     import os
     import platform
 
-    from toy_models.cli import ALLOCATOR_TUNABLES
+    from zipfhead.cli.main import ALLOCATOR_TUNABLES
 
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "ZIPFHEAD_NO_REEXEC")}
     if disabled:
@@ -168,12 +168,13 @@ def test_theory_commands_never_import_jax(argv):
     interpreter runs the command and then reports which of those modules it holds."""
     probe = (
         "import sys\n"
-        "from toy_models.cli import main\n"
+        "from zipfhead.cli import main\n"
         "try:\n"
         f"    code = main({list(argv)!r})\n"
         "except SystemExit as stop:\n"
         "    code = stop.code\n"
-        "held = [m for m in ('jax', 'optax', 'toy_models.train', 'toy_models.sweep') if m in sys.modules]\n"
+        "toys = ('zipfhead.toy_models.train', 'zipfhead.toy_models.sweep')\n"
+        "held = [m for m in ('jax', 'optax', *toys) if m in sys.modules]\n"
         "print('HELD', code, held, file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
@@ -182,7 +183,73 @@ def test_theory_commands_never_import_jax(argv):
 
 def test_the_command_line_offers_every_experiment():
     """The JAX-free list the parser offers (toy_models.presets) is the experiments module's, in order."""
-    from toy_models.experiments import EXPERIMENTS
-    from toy_models.presets import EXPERIMENT_NAMES
+    from zipfhead.toy_models.experiments import EXPERIMENTS
+    from zipfhead.toy_models.presets import EXPERIMENT_NAMES
 
     assert tuple(EXPERIMENTS) == EXPERIMENT_NAMES
+
+
+def _help_of(command: str) -> dict[str, str]:
+    """Each option's help text in ``zipfhead COMMAND``'s parser, by destination."""
+    from zipfhead.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    return {a.dest: a.help or "" for a in sub._actions if a.option_strings}
+
+
+def test_flags_are_generated_from_the_configs_fields():
+    """Every field of the three distributions, the model and the training config is a flag of ``train``, with a
+    description from its class's docstring (no field lacks one) and the class's default in brackets: the
+    defaults below are the configs' documented ones, written out here, not read from the classes."""
+    import dataclasses
+
+    from zipfhead.cli.flags import field_docs
+    from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
+    from zipfhead.theory.schedule import Schedule
+    from zipfhead.toy_models.config import ModelConfig, TrainConfig
+
+    helps = _help_of("train")
+    for cls in (ClassificationTask, TokenStreamTask, MarkovTask, ModelConfig, TrainConfig, Schedule):
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            assert f.name in docs, f"{cls.__name__}.{f.name} has no description in its docstring"
+            if cls is not Schedule and f.name not in ("n_ctx", "d_vocab", "d_vocab_out", "dense_factor"):
+                assert f.name in helps, f"zipfhead train has no flag for {cls.__name__}.{f.name}"
+    assert helps["K"].endswith("[512]") and helps["p_B"].endswith("[0.9]") and helps["eps"].endswith("[0.1]")
+    assert helps["T"].endswith("[token streams 256, Markov chains 64]")
+    assert helps["alpha"].endswith("[classification 1, token streams 1, Markov chains 0]")
+    assert helps["lr"].endswith("[0.003]") and helps["steps"].endswith("[2000]")
+    assert helps["eval_size"].endswith("[512]")
+    assert helps["n_layers"].endswith("[2]") and helps["init_scale"].endswith("[0.8]")
+    for text in helps.values():  # plain text: no docstring markup
+        assert "``" not in text and ":class:" not in text and ":data:" not in text, text
+
+
+def test_predict_takes_only_what_the_theory_reads():
+    """``predict``'s flags are the distributions', the theory's schedule and n_layers, and its own."""
+    from zipfhead.cli.flags import THEORY_FLAGS
+
+    helps = _help_of("predict")
+    own = {"help", "json", "calibration", "grid", "out"}
+    distribution = set(_help_of("stats")) - {"help", "c", "t", "method", "json", "symbolic", "latex"}
+    assert set(helps) == own | distribution | THEORY_FLAGS
+    assert {"seeds", "n_heads", "d_model", "momentum", "eval_every", "sampler"}.isdisjoint(helps)
+
+
+@pytest.mark.parametrize(
+    ("flags", "field", "value"),
+    [
+        (["--lr", "0.01"], "lr", 0.01),
+        (["--beta2", "0.99"], "beta2", 0.99),
+        (["--decay-on", "attention"], "decay_on", "attention"),
+        (["--eval_size", "64"], "eval_size", 64),
+        ([], "eval_every", 100),
+    ],
+)
+def test_train_flags_reach_the_config(flags, field, value):
+    """A given flag sets its field; an unset one leaves the config's default (TrainConfig's eval_every is 100)."""
+    from zipfhead.cli import build_parser
+    from zipfhead.cli.toy_commands import run_config_from_args
+
+    run = run_config_from_args(build_parser().parse_args(["train", *flags]))
+    assert getattr(run.train, field) == value

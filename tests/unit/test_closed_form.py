@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory import closed_form as cf
-from theory.distributions import ClassificationTask
-from theory.reduced import ReducedParams, classification_cases, integrate
+from zipfhead.theory import closed_form as cf
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.theory.reduced import ReducedParams, classification_cases, integrate
 
 T_OUT = np.concatenate([[0.0], np.geomspace(1e-3, 5000.0, 200)])
 
@@ -69,7 +69,7 @@ def test_escape_rate_identity_numerically():
     """lambda = s c B (N - B) / N^2 p_b: the growth rate of a + b at the origin equals the closed form."""
     task = ClassificationTask(K=4096, N=8, L=16, B=2, p_B=1.0, eps=0.3, alpha=0.0)
     cs = classification_cases(task)
-    from theory._reduced_kernel import case_terms
+    from zipfhead.theory._reduced_kernel import case_terms
 
     c, h = 2.0, 1e-7
     # d loss / d b at a = h, b = 0 is s a dl/dx = -lambda a / ... : compare with the formula

@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from theory.closed_form_v2 import effective_classes, escape_v2
-from theory.distributions import ClassificationTask, Zipf
-from theory.predict import Calibration, predict_many, reduced_params
-from theory.reduced_v2 import ParamsV2
-from theory.schedule import Schedule
+from zipfhead.theory.closed_form_v2 import effective_classes, escape_v2
+from zipfhead.theory.distributions import ClassificationTask, Zipf
+from zipfhead.theory.predict import Calibration, predict_many, reduced_params
+from zipfhead.theory.reduced_v2 import ParamsV2
+from zipfhead.theory.schedule import Schedule
 
 PRESETS = json.loads((Path(__file__).resolve().parents[2] / "proofs_notebooks" / "data" / "presets.json").read_text())
 DEMO = Calibration(**PRESETS["demo_calibration"])

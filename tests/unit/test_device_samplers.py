@@ -32,9 +32,9 @@ from scipy import stats
 
 from tests._devices import run_on_two_host_devices
 from tests.unit.test_samplers import CHI2_P, N_SE, assert_chi2_fits, check_sequences, classification_tasks
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.samplers import EVAL_KINDS, ClassificationBatch, class_means, sample_classes, sample_token_streams
-from toy_models import device_samplers as ds
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.samplers import EVAL_KINDS, ClassificationBatch, class_means, sample_classes, sample_token_streams
+from zipfhead.toy_models import device_samplers as ds
 
 # Fixed static shapes, so that every test reuses one compilation per kind (each costs seconds): N = 8 context
 # pairs, L = 12 labels, D = 3 dimensions, class tables padded to at least K_PAD, batches of BATCH sequences (larger
@@ -264,8 +264,8 @@ def test_token_triggers_outputs_and_induction_match_the_numba_sampler():
 def device_run():
     """Two cells that differ in K and B (one compiled chunk, class tables padded to the larger K) x 2 seeds, 16
     steps, batches drawn on the device."""
-    from toy_models.model import ModelConfig
-    from toy_models.train import RunConfig, TrainConfig, data_stream
+    from zipfhead.toy_models.model import ModelConfig
+    from zipfhead.toy_models.train import RunConfig, TrainConfig, data_stream
 
     task = ClassificationTask(K=64, N=N, D=D, L=L, B=2, p_B=0.8, p_C=0.1, eps=0.1, alpha=0.5)
     s = data_stream(task, 0)
@@ -279,7 +279,7 @@ def device_run():
 TWO_DEVICE_SCRIPT = """
 import json
 from tests.unit.test_device_samplers import device_run
-from toy_models.train import train
+from zipfhead.toy_models.train import train
 res = train(device_run(), progress=False)
 n_shards = len(res.state["params"]["embed"]["W_E"].sharding.device_set)
 print(json.dumps({"train_loss": res.train_loss.tolist(), "n_shards": n_shards}))
@@ -291,7 +291,7 @@ def test_device_sampled_training_resumes_exactly_and_shards(tmp_path):
     and curves (each step's batch is a function of (seed, step)). Split over two host devices (shard_map, as
     ``zipfhead`` runs on a 2-core CPU or several GPUs) it gives the same losses to float tolerance: 1e-4, as for
     the engine's other executions (tests/unit/test_train.py: different batched kernels, grown over the Adam steps)."""
-    from toy_models.train import train
+    from zipfhead.toy_models.train import train
 
     run = device_run()
     whole = train(run, progress=False)
@@ -309,9 +309,9 @@ def test_device_sampled_training_resumes_exactly_and_shards(tmp_path):
 def test_a_token_run_draws_each_step_from_its_seed_and_step():
     """The engine's token batch of step s for a model is the device sampler's draw from fold_in(PRNGKey(
     derive_seed(seed, "train")), s) with that model's task, triggers padded to the run's largest count."""
-    from toy_models.model import ModelConfig
-    from toy_models.tasks import derive_seed
-    from toy_models.train import RunConfig, TrainConfig, _device_batch_fn, device_sampler_consts
+    from zipfhead.toy_models.model import ModelConfig
+    from zipfhead.toy_models.tasks import derive_seed
+    from zipfhead.toy_models.train import RunConfig, TrainConfig, _device_batch_fn, device_sampler_consts
 
     task = TokenStreamTask(V=16, T=T_TOKENS, alpha=1.5, n_triggers=1)
     tasks = (task, dataclasses.replace(task, n_triggers=N_SLOTS))
@@ -329,9 +329,9 @@ def test_a_token_run_draws_each_step_from_its_seed_and_step():
 
 
 def test_device_sampler_refused_for_markov():
-    from theory.distributions import MarkovTask
-    from toy_models.model import ModelConfig
-    from toy_models.train import RunConfig, TrainConfig
+    from zipfhead.theory.distributions import MarkovTask
+    from zipfhead.toy_models.model import ModelConfig
+    from zipfhead.toy_models.train import RunConfig, TrainConfig
 
     with pytest.raises(ValueError, match="sampler = 'device'"):
         RunConfig(

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from toy_models import train as train_mod
-from toy_models.cli import build_parser, main
+from zipfhead.cli import build_parser, main
+from zipfhead.toy_models import train as train_mod
 
 #: values that no int, float or string parameter of zipfhead accepts
 BAD_NUMBERS = ("abc", "nan", "inf", "-1e9")

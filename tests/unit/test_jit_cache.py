@@ -17,7 +17,7 @@ CALLER = """
 import sys, time
 from pathlib import Path
 if sys.argv[1] == "keyed":
-    from theory._jit_cache import register_package
+    from zipfhead.theory._jit_cache import register_package
     register_package(Path(__file__).parent)
 from numba import njit
 from callee import g
@@ -83,7 +83,7 @@ def test_a_process_that_imported_old_sources_cannot_poison_the_cache(tmp_path: P
 def test_registering_twice_keeps_one_locator_per_numba_locator(tmp_path: Path) -> None:
     from numba.core import caching
 
-    from theory._jit_cache import register_package
+    from zipfhead.theory._jit_cache import register_package
 
     classes = caching.CacheImpl._locator_classes
     numba_own = [c for c in classes if "_zipfhead_package" not in c.__dict__]
@@ -104,7 +104,10 @@ def test_a_module_imported_after_an_edit_shares_no_cache(tmp_path: Path) -> None
     (tmp_path / "callerlib.py").write_text(
         "from numba import njit\nfrom callee import g\n\n\n@njit(cache=True)\ndef f():\n    return g()\n"
     )
-    head = "from pathlib import Path\nfrom theory._jit_cache import register_package\nregister_package(Path('.'))\n"
+    head = (
+        "from pathlib import Path\nfrom zipfhead.theory._jit_cache import register_package\n"
+        "register_package(Path('.'))\n"
+    )
     edit = "Path('callee.py').write_text(Path('callee.py').read_text().replace('return 1', 'return 3'))\n"
     (tmp_path / "late.py").write_text(head + edit + "from callerlib import f\nprint(f())\n")
     (tmp_path / "check.py").write_text(head + "from callerlib import f\nprint(f())\n")

@@ -36,14 +36,14 @@ with warnings.catch_warnings():  # a library's import-time notices are not this 
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.head_detector import detect_head
 
-from theory.distributions import TokenStreamTask
-from theory.samplers import sample_repeated_tokens, sample_token_streams
-from toy_models import lens
-from toy_models import measures as ms
-from toy_models.cli import main
-from toy_models.model import ModelConfig, forward, init_params
-from toy_models.results import write_run
-from toy_models.train import RunConfig, TrainConfig, train
+from zipfhead.cli import main
+from zipfhead.theory.distributions import TokenStreamTask
+from zipfhead.theory.samplers import sample_repeated_tokens, sample_token_streams
+from zipfhead.toy_models import lens
+from zipfhead.toy_models import measures as ms
+from zipfhead.toy_models.model import ModelConfig, forward, init_params
+from zipfhead.toy_models.results import write_run
+from zipfhead.toy_models.train import RunConfig, TrainConfig, train
 
 LOGIT_ATOL = 1e-4  # the issue's bound; float32 differences found are ~1e-6 (they grow with the logits' size)
 PATTERN_ATOL = 1e-5
@@ -262,8 +262,9 @@ def test_classification_toy_through_the_embedding():
 def test_core_never_imports_torch():
     """Training, results, the CLI (and importing toy_models.lens) leave torch unimported."""
     code = (
-        "import sys, toy_models.cli, toy_models.train, toy_models.results, toy_models.sweep, toy_models.lens; "
-        "toy_models.cli.build_parser(); assert 'torch' not in sys.modules and 'transformer_lens' not in sys.modules"
+        "import sys, zipfhead.cli, zipfhead.toy_models.train, zipfhead.toy_models.results, zipfhead.toy_models.sweep; "
+        "import zipfhead.toy_models.lens; "
+        "zipfhead.cli.build_parser(); assert 'torch' not in sys.modules and 'transformer_lens' not in sys.modules"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from tests import naive
-from theory.distributions import MarkovTask
-from theory.markov import exact_losses, polya_log_marginal, predictor_losses, row_entropy, sample_markov
+from zipfhead.theory.distributions import MarkovTask
+from zipfhead.theory.markov import exact_losses, polya_log_marginal, predictor_losses, row_entropy, sample_markov
 
 SEEDS = st.integers(0, 2**63 - 1)
 

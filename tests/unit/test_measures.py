@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from toy_models.measures import (
+from zipfhead.toy_models.measures import (
     Transition,
     accuracy,
     copying_score,
@@ -34,7 +34,7 @@ from toy_models.measures import (
     query_to_matching_label_score,
     transition_step,
 )
-from toy_models.model import ModelConfig, forward
+from zipfhead.toy_models.model import ModelConfig, forward
 
 ATOL32 = 1e-5
 

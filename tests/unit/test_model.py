@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toy_models.model import ModelConfig, forward, init_params
-from toy_models.tasks import classification_inputs
+from zipfhead.toy_models.model import ModelConfig, forward, init_params
+from zipfhead.toy_models.tasks import classification_inputs
 
 configs = st.builds(
     ModelConfig,

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from theory.distributions import ClassificationTask, TokenStreamTask
-from theory.phases import PHASES
-from theory.predict import (
+from zipfhead.cli import main
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask
+from zipfhead.theory.phases import PHASES
+from zipfhead.theory.predict import (
     FULL_FIT_DISTRIBUTIONS,
     Calibration,
     load_calibration,
@@ -18,8 +19,7 @@ from theory.predict import (
     predict,
     predict_many,
 )
-from toy_models.cli import main
-from toy_models.runs import calibrate_runs
+from zipfhead.toy_models.runs import calibrate_runs
 
 TASK = ClassificationTask(K=4096, N=8, D=16, L=16, B=2, p_B=1.0, alpha=0.0)
 
@@ -173,8 +173,8 @@ def test_cli_predicts_and_trains_markov_chains(tmp_path, capsys):
 def test_observations_are_validated():
     """A calibration row is an Observation: a bare tuple, a NaN or negative step, or a schedule that is not a
     Schedule are refused with the parameter named."""
-    from theory.predict import calibrate_rows
-    from theory.schedule import Observation, Schedule
+    from zipfhead.theory.predict import calibrate_rows
+    from zipfhead.theory.schedule import Observation, Schedule
 
     task = ClassificationTask(K=512, N=8, D=16, L=16, B=2)
     with pytest.raises(ValueError, match=r"rows\[0\]"):

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from theory import closed_form as cf
-from theory._reduced_kernel import case_terms
-from theory.distributions import ClassificationTask
-from theory.reduced import (
+from zipfhead.theory import closed_form as cf
+from zipfhead.theory._reduced_kernel import case_terms
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.theory.reduced import (
     KERNEL_MODULE,
     ReducedParams,
     _pack,
@@ -27,7 +27,7 @@ from theory.reduced import (
     integrate,
     kernel_source,
 )
-from theory.transition import half_rise
+from zipfhead.theory.transition import half_rise
 
 BASE = {"K": 4096, "N": 8, "D": 16, "L": 16, "B": 2, "p_B": 1.0, "eps": 0.1, "alpha": 0.0}
 T_OUT = np.concatenate([[0.0], np.geomspace(1e-2, 2000.0, 300)])
@@ -40,7 +40,8 @@ def run(init: float = 1e-3, iw_speed: float = 10.0, weight_decay: float = 0.0, *
 
 
 def test_generated_kernel_is_the_current_derivation():
-    """theory/_reduced_kernel.py is exactly what sympy derives now (regenerate with python -m theory.reduced)."""
+    """theory/_reduced_kernel.py is exactly what sympy derives now (python -m zipfhead.theory.reduced
+    regenerates it)."""
     assert KERNEL_MODULE.read_text() == kernel_source()
 
 

@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from theory.distributions import MarkovTask, TokenStreamTask
-from theory.markov import predictor_losses, sample_markov
-from theory.predict import Calibration, predict_many
-from theory.reduced_markov import (
+from zipfhead.theory.distributions import MarkovTask, TokenStreamTask
+from zipfhead.theory.markov import predictor_losses, sample_markov
+from zipfhead.theory.predict import Calibration, predict_many
+from zipfhead.theory.reduced_markov import (
     KERNEL_MODULE,
     STREAM_PRIOR_CONTEXTS,
     case_loss,
@@ -34,13 +34,13 @@ from theory.reduced_markov import (
     stream_cases,
     stream_gain,
 )
-from theory.samplers import sample_token_streams
+from zipfhead.theory.samplers import sample_token_streams
 
 TASK = MarkovTask(k=5, T=32, beta=3.0, alpha=1.0)
 
 
 def test_generated_kernel_is_the_current_derivation():
-    """theory/_reduced_markov_kernel.py is exactly what sympy derives now (python -m theory.reduced_markov)."""
+    """theory/_reduced_markov_kernel.py is exactly what sympy derives now (python -m zipfhead.theory.reduced_markov)."""
     assert KERNEL_MODULE.read_text() == kernel_source()
 
 
@@ -180,7 +180,7 @@ def test_concentrated_rows_form_the_head_sooner():
 )
 def test_position_cases_refuses_bad_input(tokens, k, prior, match):
     """A clear error names what is wrong: too short, out of range, or a prior of the wrong length."""
-    from theory.reduced_markov import position_cases
+    from zipfhead.theory.reduced_markov import position_cases
 
     with pytest.raises(ValueError, match=match):
         position_cases(tokens, k, 1.0, prior)

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from theory.distributions import ClassificationTask
-from theory.predict import load_calibration, predict_many, reduced_params
-from theory.reduced_v2 import (
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.theory.predict import load_calibration, predict_many, reduced_params
+from zipfhead.theory.reduced_v2 import (
     ADAM_EPS2,
     COLUMNS,
     KERNEL_MODULE,
@@ -34,7 +34,7 @@ from theory.reduced_v2 import (
     probe,
     recruitment_index,
 )
-from theory.schedule import Schedule
+from zipfhead.theory.schedule import Schedule
 
 DEMO = ClassificationTask(K=1024, N=8, D=16, L=16, B=2, p_B=1.0, eps=0.1, alpha=0.0)
 #: the packaged calibration: the fit to the repetition toys (K sweep, relabelled and novel controls)
@@ -42,7 +42,8 @@ FIT = load_calibration()
 
 
 def test_generated_kernel_is_the_current_derivation():
-    """theory/_reduced_v2_kernel.py is exactly what sympy derives now (python -m theory.reduced_v2 regenerates)."""
+    """theory/_reduced_v2_kernel.py is exactly what sympy derives now (python -m zipfhead.theory.reduced_v2
+    regenerates it)."""
     assert KERNEL_MODULE.read_text() == kernel_source()
 
 
@@ -149,7 +150,7 @@ def test_adam_drift_is_the_normalised_gradient():
 
 
 def test_integrator_matches_a_fixed_step_rk4_twin():
-    """theory.ode on v2's drift against 20000 RK4 steps of the same drift in plain numpy: states within 1e-4
+    """zipfhead.theory.ode on v2's drift against 20000 RK4 steps of the same drift in plain numpy: states within 1e-4
     relative at t = 40 (the adaptive scheme's rtol is 1e-7 here; RK4's error at h = 2e-3 is ~1e-10)."""
     cs = cases_v2(dataclasses.replace(DEMO, p_B=0.75, K=512))
     p = ParamsV2(D=16, kappa=8.0, iw_speed=10.0, leak=0.2, init=0.1)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from theory.phases import FORMED
-from toy_models.report import write_report
-from toy_models.sweep import SweepConfig, preset
+from zipfhead.theory.phases import FORMED
+from zipfhead.toy_models.report import write_report
+from zipfhead.toy_models.sweep import SweepConfig, preset
 
 SECTIONS = (
     "Sweep",

@@ -35,9 +35,9 @@ from hypothesis import strategies as st
 from numba import njit, prange
 
 from tests import naive
-from theory import _rng
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.samplers import (
+from zipfhead.theory import _rng
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.samplers import (
     EVAL_KINDS,
     class_means,
     sample_classes,

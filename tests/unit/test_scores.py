@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from theory.distributions import ClassificationTask
-from toy_models.model import ModelConfig
-from toy_models.scores import noise_ceiling, score_predictions, spearman
-from toy_models.sweep import SweepConfig
-from toy_models.train import TrainConfig
+from zipfhead.theory.distributions import ClassificationTask
+from zipfhead.toy_models.model import ModelConfig
+from zipfhead.toy_models.scores import noise_ceiling, score_predictions, spearman
+from zipfhead.toy_models.sweep import SweepConfig
+from zipfhead.toy_models.train import TrainConfig
 
 
 def test_spearman_averages_tied_ranks():

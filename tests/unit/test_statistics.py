@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from theory import statistics as S
-from theory import symbolic as sym
-from theory.distributions import ClassificationTask, TokenStreamTask, Zipf
-from theory.hurwitz import tail_log_power_sum, tail_power_sum
+from zipfhead.theory import statistics as S
+from zipfhead.theory import symbolic as sym
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask, Zipf
+from zipfhead.theory.hurwitz import tail_log_power_sum, tail_power_sum
 
 REL_SUM = 1e-10
 EPS = np.finfo(np.float64).eps
@@ -311,7 +311,7 @@ def test_bad_parameters_name_parameter_and_value(make, param, value):
 
 def test_configs_round_trip_through_json():
     """to_dict / from_dict are inverse, and unknown keys are refused with their names."""
-    from theory.distributions import config_from_dict
+    from zipfhead.theory.distributions import config_from_dict
 
     for cfg in (
         Zipf(10, 1.5, 2.0),

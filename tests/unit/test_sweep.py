@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toy_models import sweep as sw
-from toy_models.cli import main
+from zipfhead.cli import main
+from zipfhead.toy_models import sweep as sw
 
 GRID = {"axes": {"K": [32, 512], "p_B": [0.5, 1.0]}, "seeds": [0, 1], "train": {"steps": 48, "eval_every": 16}}
 ENV = {
@@ -41,7 +41,7 @@ def _grid_file(tmp_path: Path, **extra) -> Path:
 
 def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "toy_models.cli", *args], env=ENV, capture_output=True, text=True, timeout=600, **kw
+        [sys.executable, "-m", "zipfhead.cli", *args], env=ENV, capture_output=True, text=True, timeout=600, **kw
     )
 
 
@@ -121,7 +121,7 @@ def test_kill_9_then_rerun_equals_the_uninterrupted_run(reference, tmp_path):
     out = tmp_path / "run"
     args = ["sweep", "--grid", str(grid), "--out", str(out), "--no-progress"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "toy_models.cli", *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "zipfhead.cli", *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 300
     while time.time() < deadline and not list(out.glob("groups/*/checkpoint*")):
@@ -255,7 +255,7 @@ def test_presets_are_valid_and_the_default_is_large_enough():
 def test_experiment_findings_read_a_finished_sweep(reference):
     """collect() gives every cell and seed of a sweep with its config, its transition by the one rule on the
     regular grid (None where the phase never formed), and the kept curves; an unknown experiment is refused."""
-    from toy_models.experiments import collect, run_experiment
+    from zipfhead.toy_models.experiments import collect, run_experiment
 
     out, _, _ = reference
     found = collect(out)
@@ -309,7 +309,7 @@ def test_a_kill_between_any_two_writes_then_a_rerun_gives_the_uninterrupted_file
     manifest's temporary file; a superseded payload's removal; a group's result.npz before its result.json; a
     result.json before the checkpoint's removal; theory.json before summary.csv and the report. Random moments
     are covered by the kill -9 test above."""
-    import theory._io as io_
+    import zipfhead.theory._io as io_
 
     _small(monkeypatch)  # two groups of one cell: every kind of write happens, each trial stays short
     cfg = sw.load_grid_file(_grid_file(tmp_path, axes={"K": [32, 512]}), sw.preset("demo"))
@@ -360,10 +360,10 @@ def test_a_markov_sweep_measures_the_bigram_stage_and_predicts_it(tmp_path):
     progress 0, not its step-0 value far below at the uniform rung), predicts every cell with the Markov reduced
     model, and collect() reads it. Sparse rows (beta 0.5) form the head within 300 steps in these toys (the
     preset's measured onset there is ~190 steps)."""
-    from theory.distributions import MarkovTask
-    from toy_models.experiments import collect
-    from toy_models.model import ModelConfig
-    from toy_models.train import TrainConfig
+    from zipfhead.theory.distributions import MarkovTask
+    from zipfhead.toy_models.experiments import collect
+    from zipfhead.toy_models.model import ModelConfig
+    from zipfhead.toy_models.train import TrainConfig
 
     cfg = sw.SweepConfig(
         "markov-test",

@@ -8,13 +8,13 @@ import numpy as np
 import optax
 import pytest
 
-from theory.distributions import TokenStreamTask
-from theory.samplers import sample_token_streams
-from toy_models import measures as ms
-from toy_models.model import ModelConfig, forward, init_params
-from toy_models.train import TrainConfig, make_optimizer
+from zipfhead.theory.distributions import TokenStreamTask
+from zipfhead.theory.samplers import sample_token_streams
+from zipfhead.toy_models import measures as ms
+from zipfhead.toy_models.model import ModelConfig, forward, init_params
+from zipfhead.toy_models.train import TrainConfig, make_optimizer
 
-torch_twin = pytest.importorskip("toy_models.torch_twin")
+torch_twin = pytest.importorskip("zipfhead.toy_models.torch_twin")
 pytest.importorskip("torch")
 
 TASK = TokenStreamTask(V=16, T=32, alpha=1.5, n_triggers=2, trigger_dist="uniform")
@@ -65,7 +65,7 @@ def test_the_twin_refuses_one_hot_positions():
 
 def test_the_bench_times_the_twin_beside_the_jax_rate():
     """The bench's row: both rates positive and their ratio as stated (the JAX rate is given, the twin's timed)."""
-    from toy_models.bench import _token_run, bench_torch_twin
+    from zipfhead.toy_models.bench import _token_run, bench_torch_twin
 
     row = bench_torch_twin(_token_run(4), steps=2, repeats=1, jax_steps_per_s=10.0)
     assert row["torch_steps_per_s"] > 0 and row["jax_steps_per_s"] == 10.0

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tests._devices import run_on_two_host_devices
-from theory.distributions import ClassificationTask, TokenStreamTask
-from toy_models.cli import main
-from toy_models.model import ModelConfig
-from toy_models.train import RunConfig, TrainConfig, train
+from zipfhead.cli import main
+from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask
+from zipfhead.toy_models.model import ModelConfig
+from zipfhead.toy_models.train import RunConfig, TrainConfig, train
 
 TASK = ClassificationTask(K=64, N=4, D=8, L=8, B=2, p_B=1.0, eps=0.1, alpha=0.0)
 MODEL = ModelConfig(n_ctx=9, d_vocab=16, d_vocab_out=8, n_layers=2, d_model=32, positional="onehot")
@@ -167,7 +167,7 @@ BAD_TRAIN_FLAGS = [
 def test_cli_train_bad_flags(flags, needle, capsys):
     """Bad training flags: one line naming the parameter, exit status 2, no traceback (in-process; the next test
     runs one from a real process)."""
-    from toy_models.cli import main
+    from zipfhead.cli import main
 
     try:
         status = main(["train", *flags, "--no-progress"])
@@ -182,7 +182,7 @@ def test_cli_train_bad_flags(flags, needle, capsys):
 def test_cli_train_bad_flag_from_the_command_line():
     flags, needle = BAD_TRAIN_FLAGS[0]
     out = subprocess.run(
-        [sys.executable, "-m", "toy_models.cli", "train", *flags, "--no-progress"],
+        [sys.executable, "-m", "zipfhead.cli", "train", *flags, "--no-progress"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -196,7 +196,7 @@ def test_cli_train_bad_flag_from_the_command_line():
 SHARDED_SCRIPT = """
 import json, jax, numpy as np
 from tests.unit.test_train import run_of
-from toy_models.train import train
+from zipfhead.toy_models.train import train
 assert len(jax.devices()) == 2, jax.devices()
 res = train(run_of([0, 1]), progress=False)
 sharding = res.state["params"]["embed"]["W_E"].sharding
@@ -222,7 +222,7 @@ def test_grouped_vmap_widths_equal_plain_vmap(monkeypatch):
     (ZIPFHEAD_VMAP_WIDTH=probe) picks one of the candidates and keeps it for the shape."""
     import jax.numpy as jnp
 
-    from toy_models.bench import _setup
+    from zipfhead.toy_models.bench import _setup
 
     run = run_of([0, 1, 2, 3])
     eng, state, data = _setup(run, 6)
@@ -247,8 +247,8 @@ def test_the_default_width_is_fixed_by_the_shape_not_timed(monkeypatch):
     """Without ZIPFHEAD_VMAP_WIDTH, a CPU run's width is the largest candidate up to CPU_WIDTH, whatever a timing
     would say (a timed choice differed between processes and so did the numbers); two runs in fresh engines
     are then bit-identical."""
-    from toy_models import train as tr
-    from toy_models.bench import _setup
+    from zipfhead.toy_models import train as tr
+    from zipfhead.toy_models.bench import _setup
 
     monkeypatch.delenv("ZIPFHEAD_VMAP_WIDTH", raising=False)
     tr._ENGINES.clear()
@@ -269,8 +269,8 @@ def test_weight_decay_shrinks_the_chosen_weights_by_lr_times_decay(optimizer, de
     """With zero gradients, decoupled decay multiplies each decayed weight by (1 - lr x weight_decay) per step
     (AdamW's convention, and SGD's without momentum: with it the decay term joins the velocity, as in PyTorch);
     ``decay_on='attention'`` leaves the embedding and unembedding alone."""
-    from toy_models.model import init_params
-    from toy_models.train import make_optimizer
+    from zipfhead.toy_models.model import init_params
+    from zipfhead.toy_models.train import make_optimizer
 
     lr, wd, n = 0.01, 0.5, 7
     tcfg = TrainConfig(optimizer=optimizer, lr=lr, weight_decay=wd, decay_on=decay_on, momentum=0.0)
@@ -316,8 +316,8 @@ def test_optimizer_state_keeps_the_layout_of_earlier_checkpoints():
     plain SGD chain) gave before decay_on existed, so checkpoints written then still resume."""
     import optax
 
-    from toy_models.model import init_params
-    from toy_models.train import make_optimizer
+    from zipfhead.toy_models.model import init_params
+    from zipfhead.toy_models.train import make_optimizer
 
     params = init_params(MODEL, jax.random.PRNGKey(0))
     before = optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=0.0).init(params)

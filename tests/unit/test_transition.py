@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.transition import crossing, curve_phase_flags, half_rise, smoothed_curve
-from toy_models.measures import transition_step
+from zipfhead.theory.transition import crossing, curve_phase_flags, half_rise, smoothed_curve
+from zipfhead.toy_models.measures import transition_step
 
 
 def naive_half_rise(t, v, chance, smooth, final_window, min_rise):

@@ -48,7 +48,7 @@ def _parse_shard(spec: str | None) -> tuple[int, int]:
 
 def sweep_config_from_args(args: argparse.Namespace):
     """The SweepConfig that ``zipfhead sweep``'s flags describe (preset, then grid file, then flags)."""
-    from toy_models.sweep import load_grid_file, preset
+    from zipfhead.toy_models.sweep import load_grid_file, preset
 
     cfg = preset(args.preset, args.scale)
     if args.grid is not None:
@@ -74,8 +74,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from toy_models.scores import format_scores
-    from toy_models.sweep import format_profile, run_sweep
+    from zipfhead.toy_models.scores import format_scores
+    from zipfhead.toy_models.sweep import format_profile, run_sweep
 
     cfg = sweep_config_from_args(args)
     out = out_dir(args.out, f"runs/{cfg.name}")
@@ -106,14 +106,14 @@ def _given_calibration(args: argparse.Namespace, out: str):
         return None
     import os
 
-    from theory.predict import load_calibration
+    from zipfhead.theory.predict import load_calibration
 
     return load_calibration(args.calibration, label=os.path.relpath(os.path.abspath(args.calibration), out))
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from toy_models.scores import format_scores
-    from toy_models.sweep import merge
+    from zipfhead.toy_models.scores import format_scores
+    from zipfhead.toy_models.sweep import merge
 
     scores = merge(args.parts, args.out, overwrite=args.overwrite, calibration=_given_calibration(args, args.out))
     print(format_scores(scores))
@@ -122,7 +122,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from toy_models.report import write_report
+    from zipfhead.toy_models.report import write_report
 
     path = write_report(args.run_dir)
     print(f"wrote {path}")
@@ -130,7 +130,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from toy_models.experiments import run_experiment
+    from zipfhead.toy_models.experiments import run_experiment
 
     out = out_dir(args.out, f"runs/{args.name}")
     run_experiment(args.name, out, progress=args.progress)
@@ -140,7 +140,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def add_sweep_parsers(sub: Any) -> None:
     """Register ``sweep``, ``merge``, ``report`` and ``experiment``."""
-    from toy_models.presets import EXPERIMENT_NAMES, PRESETS
+    from zipfhead.toy_models.presets import EXPERIMENT_NAMES, PRESETS
 
     p = sub.add_parser("sweep", help="phase-diagram sweep: toys trained as vmapped batches, theory beside each cell")
     p.add_argument("--preset", choices=PRESETS, default="demo", help="a named sweep [demo]")

@@ -1,4 +1,4 @@
-"""``zipfhead predict`` and ``zipfhead calibrate``: the theory's commands (no JAX import)."""
+"""``zipfhead stats``, ``zipfhead predict`` and ``zipfhead calibrate``: the theory's commands (no JAX import)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,110 @@ from typing import Any
 
 import numpy as np
 
-from theory.schedule import Schedule
-from toy_models.cli_flags import add_distribution_flags, add_train_flags, task_from_args
+from zipfhead.cli.flags import add_distribution_flags, add_train_flags, task_from_args, tasks_from_args
+from zipfhead.theory.schedule import Schedule
 
-__all__ = ["add_calibrate_parser", "add_predict_parser"]
+__all__ = ["add_calibrate_parser", "add_predict_parser", "add_stats_parser"]
 
 #: the schedule's fields, each a flag of ``predict`` (theory.schedule.Schedule; unset flags keep its defaults)
 SCHEDULE_FIELDS = tuple(f.name for f in dataclasses.fields(Schedule))
+
+
+# --- zipfhead stats ----------------------------------------------------------------------------------------
+_ROWS: list[tuple[str, str, str]] = [
+    # (section, key, description)
+    ("Zipf class distribution", "normaliser", "normaliser Z = sum_k (k+q)^-alpha"),
+    ("Zipf class distribution", "entropy_nats", "entropy (nats)"),
+    ("Zipf class distribution", "mean_rank", "mean rank E[k]"),
+    ("In-context classification", "p_bursty", "P(bursty context) = p_C + (1-p_C) p_B"),
+    ("In-context classification", "p_query_in_context", "P(query's class in context), training mixture"),
+    ("In-context classification", "p_query_in_context_iid", "  ... i.i.d. contexts"),
+    ("In-context classification", "expected_distinct", "E[distinct classes in context], mixture"),
+    ("In-context classification", "expected_distinct_iid", "  ... i.i.d. contexts"),
+    (
+        "In-context classification",
+        "expected_query_occurrences",
+        "E[context items of the query's class], mixture",
+    ),
+    ("In-context classification", "expected_query_occurrences_iid", "  ... i.i.d. contexts"),
+    ("Token streams", "token_entropy_nats", "entropy of the token marginal (nats)"),
+    ("Token streams", "p_seen_before", "P(token at position T occurred earlier), background"),
+    ("Token streams", "p_trigger_repeat", "P(a trigger occurs twice before T): induction signal"),
+    ("In-weights memorisation", "unmemorised_mass", "U(t; c) = sum_k p_k exp(-c p_k t)"),
+    ("In-weights memorisation", "unmemorised_integral", "int_0^t U(s; c) ds"),
+    ("In-weights memorisation", "unmemorised_integral_limit", "int_0^inf U ds = K / c"),
+]
+
+
+def _format_table(values: dict[str, float], header: str) -> str:
+    lines = [header, ""]
+    section = None
+    for sec, key, desc in _ROWS:
+        if sec != section:
+            if section is not None:
+                lines.append("")
+            lines.append(sec)
+            lines.append("-" * len(sec))
+            section = sec
+        lines.append(f"  {desc:<52} {key:<32} {values[key]:.10g}")
+    return "\n".join(lines)
+
+
+def _symbolic(latex: bool) -> str:
+    import sympy as sp
+
+    from zipfhead.theory import symbolic as sym
+
+    out = []
+    for name, expr in sym.STATISTICS.items():
+        body = sp.latex(expr) if latex else sp.sstr(expr)
+        out.append(f"{name} = {body}")
+    out.append(f"Z = {sp.latex(sym.normaliser_sum) if latex else sp.sstr(sym.normaliser_sum)}")
+    return "\n".join(out)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    if args.symbolic or args.latex:
+        print(_symbolic(args.latex))
+        return 0
+    from zipfhead.theory.statistics import all_statistics
+
+    cls_task, tok_task = tasks_from_args(args)
+    values = all_statistics(cls_task, tok_task, c=args.c, t=args.t, method=args.method)
+    if args.json:
+        payload = {
+            **values,
+            "method": args.method,
+            "classification_task": cls_task.to_dict(),
+            "token_task": tok_task.to_dict(),
+            "c": args.c,
+            "t": args.t,
+        }
+        print(json.dumps(payload, sort_keys=True))
+        return 0
+    c = cls_task
+    header = (
+        f"zipfhead stats ({args.method}): K={c.K} alpha={c.alpha:g} q={c.q:g} N={c.N} B={c.B} p_B={c.p_B:g} "
+        f"p_C={c.p_C:g} | V={tok_task.V} T={tok_task.T} triggers={tok_task.n_triggers} "
+        f"({tok_task.trigger_dist}) | c={args.c:g} t={args.t:g}"
+    )
+    print(_format_table(values, header))
+    return 0
+
+
+def add_stats_parser(sub: Any) -> None:
+    """``zipfhead stats``."""
+    stats = sub.add_parser("stats", help="exact statistics of a Zipfian data distribution")
+    add_distribution_flags(stats)
+    g = stats.add_argument_group("memorisation")
+    g.add_argument("--c", type=float, default=1.0, help="memorisation rate per unit time [1]")
+    g.add_argument("--t", type=float, default=1000.0, help="time (training steps) for U(t; c) [1000]")
+    stats.add_argument("--method", choices=("exact", "asymptotic", "reference"), default="exact")
+    out = stats.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    out.add_argument("--symbolic", action="store_true", help="print the sympy expressions")
+    out.add_argument("--latex", action="store_true", help="print the expressions as LaTeX")
+    stats.set_defaults(func=_cmd_stats)
 
 
 def _grid_axis(spec: str) -> tuple[str, np.ndarray]:
@@ -36,9 +133,9 @@ def _grid_axis(spec: str) -> tuple[str, np.ndarray]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from theory._io import atomic_write
-    from theory.phases import PHASES
-    from theory.predict import load_calibration, phase_grid, predict
+    from zipfhead.theory._io import atomic_write
+    from zipfhead.theory.phases import PHASES
+    from zipfhead.theory.predict import load_calibration, phase_grid, predict
 
     task = task_from_args(args)
     cal = load_calibration(args.calibration)
@@ -58,7 +155,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         arrays = {k: v for k, v in grid.items() if isinstance(v, np.ndarray)}
         extra = {"x_name": grid["x_name"], "y_name": grid["y_name"], "phases": np.array(PHASES)}
         atomic_write(out / "phase_grid.npz", lambda f: np.savez(f, **arrays, **extra))
-        from theory.plots import plot_phase_grid
+        from zipfhead.theory.plots import plot_phase_grid
 
         plot_phase_grid(grid, out / "phase_grid.png")
         counts = {p: int((grid["phase"] == i).sum()) for i, p in enumerate(PHASES)}
@@ -80,6 +177,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         closed_txt = "none before the horizon" if closed is None else f"{closed:.0f}"
         print(f"  closed forms: transition step {closed_txt} (v2's escape under Adam without decay, else v1's),")
         print(f"  phase {res['phase_closed_form']} (v1's)")
+        if step is None and closed is not None:  # the closed form has no recruitment rule (predict_many)
+            print("  (the closed form's escape ignores the heads' recruitment by memorisation: the integration's")
+            print("  'none' is the prediction)")
     if args.task == "markov":
         print(f"bigram progress at the horizon (0 unigram rung, 1 Bayes predictor): {res['icl_accuracy']:.3f}")
     else:
@@ -90,8 +190,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from theory.predict import DEFAULT_CALIBRATION
-    from toy_models.runs import calibrate_runs
+    from zipfhead.theory.predict import DEFAULT_CALIBRATION
+    from zipfhead.toy_models.runs import calibrate_runs
 
     if Path(args.out).resolve() == DEFAULT_CALIBRATION.resolve():
         raise ValueError(f"--out = {args.out!r} is the packaged calibration: write to a path of your own")

@@ -9,7 +9,7 @@ __all__ = ["add_export_parser"]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from toy_models.lens import export  # imports torch and TransformerLens only when it runs
+    from zipfhead.toy_models.lens import export  # imports torch and TransformerLens only when it runs
 
     try:
         pt, meta = export(args.run_dir, args.out, args.model)
@@ -17,7 +17,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"zipfhead: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {pt} (HookedTransformer state dict, torch.save) and {meta} (its HookedTransformerConfig)")
-    print(f"load it with: from toy_models.lens import load_export; model = load_export({str(pt)!r})")
+    print(f"load it with: from zipfhead.toy_models.lens import load_export; model = load_export({str(pt)!r})")
     return 0
 
 
