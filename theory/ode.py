@@ -65,7 +65,11 @@ def _probe(model, y, data, prm, row):
 
 @nb.njit(cache=True)
 def _integrate_one(model, y0, data, prm, chance, t_out, rtol, atol, max_steps, scratch, rec, ys):
-    """One cell; returns (attempted steps, transition time or NaN). Outputs past ``max_steps`` are NaN."""
+    """One cell; returns (attempted steps, transition time or NaN). Outputs past ``max_steps`` are NaN.
+
+    One function on purpose (67 lines): the step, its error control, the dense output and the tracked curve share
+    the loop's local state (y, the four stages, h, t, the next output index); split into compiled helpers they
+    would pass a dozen arrays each step."""
     P = y0.shape[0]
     n_track = min(max_steps, 100_000) + 1
     track_t = np.empty(n_track)

@@ -27,6 +27,7 @@ in-weights learning has formed when the in-weights accuracy proxy reaches 1/2.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -325,14 +326,8 @@ def predict_many(
         raise ValueError("tasks is empty: give at least one distribution")
     cal = load_calibration() if calibration is None else calibration
     steps = check_int("steps", steps, 1)
-    lrs = [lr] * len(tasks) if np.isscalar(lr) else list(lr)
-    if len(lrs) != len(tasks):
-        raise ValueError(f"lr has {len(lrs)} values for {len(tasks)} tasks: give one, or one per task")
-    lrs = [check_real("lr", v, 0.0, LR_MAX, low_open=True) for v in lrs]
-    wds = [weight_decay] * len(tasks) if np.isscalar(weight_decay) else list(weight_decay)
-    if len(wds) != len(tasks):
-        raise ValueError(f"weight_decay has {len(wds)} values for {len(tasks)} tasks: give one, or one per task")
-    wds = [check_real("weight_decay", v, 0.0, 10.0) for v in wds]
+    lrs = [check_real("lr", v, 0.0, LR_MAX, low_open=True) for v in _per_task("lr", lr, len(tasks))]
+    wds = [check_real("weight_decay", v, 0.0, 10.0) for v in _per_task("weight_decay", weight_decay, len(tasks))]
     check_int("n_times", n_times, 4)
     horizons = [cal.time_scale * v * steps for v in lrs]
     if optimizer not in ("adam", "sgd"):
@@ -345,10 +340,47 @@ def predict_many(
         t = np.concatenate([[0.0], np.geomspace(h * 1e-4, h, n_times - 1)])
         cells.append((_cases(task), prm, t))
     trajectories = _integrate(cells, rtol, recruitment)
+    if closed_form:
+        closed, closed_phase = _closed_forms(tasks, cells, horizons, wds)
+    else:
+        closed, closed_phase = np.full(len(tasks), np.nan), [None] * len(tasks)
+    out = []
+    for i, (task, tr) in enumerate(zip(tasks, trajectories, strict=True)):
+        per_step = cal.time_scale * lrs[i]
+        closed_step = None if math.isnan(closed[i]) else float(closed[i]) / per_step
+        inputs = {
+            **task.to_dict(),
+            "lr": lrs[i],
+            "steps": steps,
+            "optimizer": optimizer,
+            "batch_size": batch_size,
+            "weight_decay": wds[i],
+            "decay_on": decay_on,
+            "n_layers": n_layers,
+            "recruitment": recruitment,
+            "calibration": asdict(cal) | {"residuals": len(cal.residuals)},
+        }
+        out.append(_prediction(task, tr, per_step, horizons[i], closed_step, closed_phase[i], inputs))
+    return out
+
+
+def _per_task(name: str, value: float | list[float], n: int) -> list[float]:
+    """One value per task: a scalar repeated n times, or a list of exactly n."""
+    values = [value] * n if np.isscalar(value) else list(value)  # type: ignore[list-item]
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values for {n} tasks: give one, or one per task")
+    return values
+
+
+def _closed_forms(tasks: list, cells: list, horizons: list[float], wds: list[float]) -> tuple[np.ndarray, list]:
+    """The closed-form transition (flow time, NaN where none within the horizon) and phase of every task
+    (see :func:`predict_many`'s ``closed_form``): v1's phase and step, v2's escape where it holds (Adam, no
+    decay), and the single-head mixture's closed form for Markov chains and token streams (no decay)."""
     closed = np.full(len(tasks), np.nan)
     closed_phase: list[str | None] = [None] * len(tasks)
+    params = [prm for _, prm, _ in cells]
     cls = [i for i, t in enumerate(tasks) if isinstance(t, ClassificationTask)]
-    if closed_form and cls:
+    if cls:
         times, phases = phases_closed_form([tasks[i] for i in cls], [params[i] for i in cls], np.array(horizons)[cls])
         closed[cls] = times
         for i, ph in zip(cls, phases, strict=True):
@@ -358,48 +390,33 @@ def predict_many(
                 escape = escape_v2(tasks[i], params[i]).time
                 closed[i] = escape if escape <= horizons[i] else math.nan
     for i, (cs, prm, _) in enumerate(cells):
-        if closed_form and isinstance(cs, MarkovCases) and prm.init > 0 and wds[i] == 0:
+        if isinstance(cs, MarkovCases) and prm.init > 0 and wds[i] == 0:
             cf = closed_form_mixture(cs, prm.init, _noise_floor(prm))
             # the phase rule on the closed form's own curve: formed when the plateau reaches the threshold in time
             if cf.time is not None and cf.time <= horizons[i] and cf.plateau >= theory_threshold(tasks[i]):
                 closed[i] = cf.time
-    out = []
-    for i, (task, tr) in enumerate(zip(tasks, trajectories, strict=True)):
-        per_step = cal.time_scale * lrs[i]
-        thr = theory_threshold(task)
-        icl = tr.icl[np.isfinite(tr.icl)]
-        icl_final = float(icl[-1]) if icl.size else math.nan
-        icl_max = float(icl.max()) if icl.size else math.nan
-        iwl_final = float(tr.iwl[-1]) if tr.iwl.size and np.isfinite(tr.iwl[-1]) else 0.0
-        formed, faded = curve_phase_flags(icl, thr, smooth=1, final_window=1)  # the toys' rule, noise-free
-        phase = phase_from(formed, iwl_final >= IWL_THRESHOLD, faded)
-        out.append(
-            {
-                # the half-rise of a curve that never reaches the phase threshold (a one-layer toy's rise to the
-                # copy plateau at B / N) is not an induction head's transition
-                "transition_step": None if tr.transition is None or not formed else tr.transition / per_step,
-                "transition_step_closed_form": None if math.isnan(closed[i]) else float(closed[i]) / per_step,
-                "phase": phase,
-                "phase_closed_form": closed_phase[i],
-                "icl_accuracy": icl_final,
-                "icl_max": icl_max,
-                "iwl_accuracy": iwl_final,
-                "horizon_flow_time": horizons[i],
-                "inputs": {
-                    **task.to_dict(),
-                    "lr": lrs[i],
-                    "steps": steps,
-                    "optimizer": optimizer,
-                    "batch_size": batch_size,
-                    "weight_decay": wds[i],
-                    "decay_on": decay_on,
-                    "n_layers": n_layers,
-                    "recruitment": recruitment,
-                    "calibration": asdict(cal) | {"residuals": len(cal.residuals)},
-                },
-            }
-        )
-    return out
+    return closed, closed_phase
+
+
+def _prediction(task, tr, per_step: float, horizon: float, closed_step, closed_phase, inputs) -> dict[str, Any]:
+    """One task's prediction from its integrated trajectory ``tr`` (flow time / ``per_step`` = training steps)."""
+    thr = theory_threshold(task)
+    icl = tr.icl[np.isfinite(tr.icl)]
+    iwl_final = float(tr.iwl[-1]) if tr.iwl.size and np.isfinite(tr.iwl[-1]) else 0.0
+    formed, faded = curve_phase_flags(icl, thr, smooth=1, final_window=1)  # the toys' rule, noise-free
+    return {
+        # the half-rise of a curve that never reaches the phase threshold (a one-layer toy's rise to the copy
+        # plateau at B / N) is not an induction head's transition
+        "transition_step": None if tr.transition is None or not formed else tr.transition / per_step,
+        "transition_step_closed_form": closed_step,
+        "phase": phase_from(formed, iwl_final >= IWL_THRESHOLD, faded),
+        "phase_closed_form": closed_phase,
+        "icl_accuracy": float(icl[-1]) if icl.size else math.nan,
+        "icl_max": float(icl.max()) if icl.size else math.nan,
+        "iwl_accuracy": iwl_final,
+        "horizon_flow_time": horizon,
+        "inputs": inputs,
+    }
 
 
 def predict(task: ClassificationTask | TokenStreamTask | MarkovTask, **kwargs: Any) -> dict[str, Any]:
@@ -502,65 +519,12 @@ def calibrate_rows(
     made = np.array([r.transition is not None and r.transition > 0 for r in rows])
     if not made.any():
         raise ValueError("no model in these runs made a transition: nothing to calibrate on")
-    tasks = [r.task for r in rows]
     lrs = np.array([r.schedule.lr for r in rows])
     trained = np.array([r.schedule.steps for r in rows], dtype=np.float64)
     measured = np.array([r.transition if m else np.nan for r, m in zip(rows, made, strict=True)], dtype=np.float64)
     base = load_calibration() if DEFAULT_CALIBRATION.exists() else Calibration()
-    distinct = {t.to_json() for t in tasks}
-    if all(isinstance(t, MarkovTask | TokenStreamTask) for t in tasks):
-        # the single-head mixture (Markov chains, token streams) has neither
-        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
-    elif len(distinct) < 3:
-        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
-    elif len(distinct) < FULL_FIT_DISTRIBUTIONS:
-        kappas = np.array([base.kappa])  # the capacity (and v2's leak) keep the packaged values: too few cells
-    kappas = np.geomspace(0.5, 16.0, 6) if kappas is None else np.asarray(kappas, dtype=np.float64)
-    iw_speeds = np.geomspace(1.0, 3000.0, 8) if iw_speeds is None else np.asarray(iw_speeds, dtype=np.float64)
-    # flow-time horizon: a multiple of the largest lr x step product, the largest time_scale we allow. Adam's
-    # normalised flow moves each strength at most lr per step, so its time_scale is O(1) (fitted: 1.3): 10 covers
-    # it. Plain SGD's can be far from 1 (momentum 0.9 alone gives 10): 100. The cost of the stiff in-weights
-    # channel grows with the horizon (100 costs 5x the time of 10 on the demo's calibration cells).
-    factor = 10.0 if all(r.schedule.optimizer == "adam" for r in rows) else 100.0
-    horizon = factor * float(np.max(lrs * trained))
-    t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-6, horizon, 15)])
-    # the flow's transition depends on the distribution and the optimiser, not on lr: integrate each once
-    keys = [
-        (r.task.to_json(), r.schedule.optimizer, r.schedule.batch_size, r.schedule.weight_decay, r.schedule.decay_on)
-        for r in rows
-    ]
-    unique = sorted(set(keys))
-    where = np.array([unique.index(k) for k in keys])
-    first = [keys.index(u) for u in unique]
-    has_classification = any(isinstance(t, ClassificationTask) for t in tasks)
-    full = has_classification and len(distinct) >= FULL_FIT_DISTRIBUTIONS
-    leaks = np.array([0.05, 0.1, 0.2, 0.4]) if full else np.array([base.leak])
-    if spreads is None:
-        spreads = np.array(SPREADS) if len(distinct) >= 3 and has_classification else np.array([base.spread])
-    spreads = np.asarray(spreads, dtype=np.float64)
-    candidates = [
-        (float(k), float(r), float(q), float(sp)) for k in kappas for r in iw_speeds for q in leaks for sp in spreads
-    ]
-    cells = []
-    for kappa, rho, leak, spread in candidates:
-        # time_scale only sets the decay rate here (see above)
-        cal = Calibration(
-            time_scale=base.time_scale, kappa=kappa, iw_speed=rho, init=base.init, leak=leak, spread=spread
-        )
-        for i in first:
-            sch = rows[i].schedule
-            cells.append(
-                (
-                    _cases(tasks[i]),
-                    _params(tasks[i], cal, sch.weight_decay, sch.optimizer, sch.batch_size, sch.decay_on),
-                    t_out,
-                )
-            )
-    trajs = _integrate(cells, 1e-4)
-    flow_unique = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs]).reshape(
-        len(candidates), len(unique)
-    )
-    flow = flow_unique[:, where]
+    candidates = _candidates(rows, base, kappas, iw_speeds, spreads)
+    flow = _candidate_flows(rows, candidates, base)
     best = None
     for k in range(flow.shape[0]):
         ok = np.isfinite(flow[k]) & (flow[k] > 0) & made  # a crossing at t = 0 has no time scale
@@ -588,3 +552,61 @@ def calibrate_rows(
         residuals=tuple(float(r) for r in resid),
         source=source,
     )
+
+
+def _candidates(rows: list[Observation], base: Calibration, kappas, iw_speeds, spreads) -> list[tuple]:
+    """The (kappa, iw_speed, leak, spread) candidates that :func:`calibrate_rows` tries: which constants are free
+    depends on how many distinct distributions the rows hold (see its docstring)."""
+    tasks = [r.task for r in rows]
+    distinct = {t.to_json() for t in tasks}
+    if all(isinstance(t, MarkovTask | TokenStreamTask) for t in tasks):
+        # the single-head mixture (Markov chains, token streams) has neither
+        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
+    elif len(distinct) < 3:
+        kappas, iw_speeds = np.array([base.kappa]), np.array([base.iw_speed])
+    elif len(distinct) < FULL_FIT_DISTRIBUTIONS:
+        kappas = np.array([base.kappa])  # the capacity (and v2's leak) keep the packaged values: too few cells
+    kappas = np.geomspace(0.5, 16.0, 6) if kappas is None else np.asarray(kappas, dtype=np.float64)
+    iw_speeds = np.geomspace(1.0, 3000.0, 8) if iw_speeds is None else np.asarray(iw_speeds, dtype=np.float64)
+    has_classification = any(isinstance(t, ClassificationTask) for t in tasks)
+    full = has_classification and len(distinct) >= FULL_FIT_DISTRIBUTIONS
+    leaks = np.array([0.05, 0.1, 0.2, 0.4]) if full else np.array([base.leak])
+    if spreads is None:
+        spreads = np.array(SPREADS) if len(distinct) >= 3 and has_classification else np.array([base.spread])
+    spreads = np.asarray(spreads, dtype=np.float64)
+    grid = itertools.product(kappas, iw_speeds, leaks, spreads)  # kappa outermost, as the fit's order
+    return [(float(k), float(r), float(q), float(sp)) for k, r, q, sp in grid]
+
+
+def _candidate_flows(rows: list[Observation], candidates: list[tuple], base: Calibration) -> np.ndarray:
+    """(candidates, rows): each row's flow-time transition under each candidate (NaN where none), integrating each
+    distinct (distribution, optimiser) once per candidate (the flow's transition does not depend on lr)."""
+    lrs = np.array([r.schedule.lr for r in rows])
+    trained = np.array([r.schedule.steps for r in rows], dtype=np.float64)
+    # flow-time horizon: a multiple of the largest lr x step product, the largest time_scale we allow. Adam's
+    # normalised flow moves each strength at most lr per step, so its time_scale is O(1) (fitted: 1.3): 10 covers
+    # it. Plain SGD's can be far from 1 (momentum 0.9 alone gives 10): 100. The cost of the stiff in-weights
+    # channel grows with the horizon (100 costs 5x the time of 10 on the demo's calibration cells).
+    factor = 10.0 if all(r.schedule.optimizer == "adam" for r in rows) else 100.0
+    horizon = factor * float(np.max(lrs * trained))
+    t_out = np.concatenate([[0.0], np.geomspace(horizon * 1e-6, horizon, 15)])
+    keys = [
+        (r.task.to_json(), r.schedule.optimizer, r.schedule.batch_size, r.schedule.weight_decay, r.schedule.decay_on)
+        for r in rows
+    ]
+    unique = sorted(set(keys))
+    where = np.array([unique.index(k) for k in keys])
+    first = [keys.index(u) for u in unique]
+    cells = []
+    for kappa, rho, leak, spread in candidates:
+        # time_scale only sets the decay rate here (see calibrate_rows)
+        cal = Calibration(
+            time_scale=base.time_scale, kappa=kappa, iw_speed=rho, init=base.init, leak=leak, spread=spread
+        )
+        for i in first:
+            task, sch = rows[i].task, rows[i].schedule
+            prm = _params(task, cal, sch.weight_decay, sch.optimizer, sch.batch_size, sch.decay_on)
+            cells.append((_cases(task), prm, t_out))
+    trajs = _integrate(cells, 1e-4)
+    flow = np.array([np.nan if tr.transition is None else tr.transition for tr in trajs])
+    return flow.reshape(len(candidates), len(unique))[:, where]

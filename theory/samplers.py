@@ -138,6 +138,11 @@ def _classification_kernel(
     novel,
     items,
 ):  # pragma: no cover - compiled
+    """Fill the output arrays, one sequence per prange iteration.
+
+    One function on purpose (119 lines): the order of the draws from each sequence's stream *is* the data, and
+    its two twins (tests/naive.py, toy_models.device_samplers) follow it draw by draw; kept in one place, that
+    order reads top to bottom."""
     S = labels.shape[0]
     m = N // B
     D = items.shape[2]
@@ -262,6 +267,9 @@ def sample_classification(
 
     Returns:
         A :class:`ClassificationBatch`.
+
+    Most of its 78 lines are the checks of its arguments, each with its own message naming the bad value and the
+    allowed range, before the kernel call.
     """
     n_seqs = check_int("n_seqs", n_seqs, 1, MAX_SEQS)
     kind = check_choice("kind", kind, EVAL_KINDS)

@@ -150,7 +150,8 @@ def classification_params(task: ClassificationTask, means: np.ndarray, K_max: in
 def _classification_one(key: jax.Array, prm: dict[str, jax.Array], N: int, L: int, kind: int) -> dict[str, Any]:
     """One sequence: class ids, labels, items and flags (the layout of :class:`theory.samplers.ClassificationBatch`).
     The fixed-count draws come from one block of uniforms and one of normals (few random call sites: fast to
-    compile); only the rejection loops draw more."""
+    compile); only the rejection loops draw more. One function (64 lines) as its Numba original is: the sequence's
+    steps read in the order the kernel takes them."""
     keys = jax.random.split(key, 5)
     D = prm["means"].shape[1]
     B = prm["B"]

@@ -44,7 +44,7 @@ from zipfhead.theory.phases import DIVERGED, FORMED
 from zipfhead.theory.predict import LR_MAX, Calibration, calibrate_rows, measured_phase, predict_many
 from zipfhead.theory.schedule import Observation
 from zipfhead.toy_models.model import ModelConfig
-from zipfhead.toy_models.presets import PRESETS
+from zipfhead.toy_models.presets import CALIBRATION_CELLS, PRESETS
 from zipfhead.toy_models.scores import score_predictions
 from zipfhead.toy_models.train import (
     TIMING_PARTS,
@@ -80,7 +80,6 @@ def _is_integer_field(template: Any) -> bool:
     return isinstance(template, int) and not isinstance(template, bool)
 
 
-CALIBRATION_CELLS = ("stratified", "random25", "corners")
 MAX_MODELS_PER_GROUP = 64
 
 

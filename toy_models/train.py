@@ -430,80 +430,97 @@ class Engine:
         return self._evaluators[M](params, sets)
 
     def _eval_fn(self) -> Callable:
+        """One model's evaluation, (params, sets) -> {measure: scalar}, for the run's kind of task."""
         cfg, run = self.run.model, self.run
         if run.kind == "classification":
-            L, D = run.task.L, run.task.D
+            return _classification_evaluator(cfg, run.task.L, run.task.D)
+        if run.kind == "markov":
+            return _markov_evaluator(cfg)
+        return _token_evaluator(cfg, run.task.T)
 
-            def evaluate(params, sets):
-                # RMS norms of the embedding's item rows and of the unembedding's label columns: the scales shared
-                # by the in-weights read-out and the induction circuit (match and copy), for the repetition study
-                W_E, W_U = params["embed"]["W_E"], params["unembed"]["W_U"]
-                out = {
-                    "item_embed_norm": jnp.sqrt(jnp.mean(jnp.sum(W_E[:D] ** 2, axis=-1))),
-                    "unembed_norm": jnp.sqrt(jnp.mean(jnp.sum(W_U**2, axis=0))),
-                }
-                for name, s in sets.items():
-                    inputs = classification_inputs(s["items"], s["labels"], L)
-                    logits, cache = forward(params, cfg, inputs, cache=True)
-                    q = logits[:, -1]
-                    out[f"{name}_acc"] = ms.accuracy(q, s["labels"][:, -1])
-                    out[f"{name}_loss"] = ms.cross_entropy(q, s["labels"][:, -1])
-                    if name == "swap":  # how often the answer is the class's own (in-weights) label
-                        out["swap_iwl_acc"] = ms.accuracy(q, s["classes"][:, -1] % L)
-                    if name in ("icl", "mix"):
-                        pattern = cache["pattern"]  # (layers, B, H, T, T)
-                        prefix = "" if name == "icl" else "mix_"  # novel classes, or the training mixture
-                        out[f"{prefix}prev_score"] = jax.vmap(ms.item_to_label_previous_score)(pattern)
-                        out[f"{prefix}induction_score"] = jax.vmap(ms.query_to_matching_label_score, (0, None))(
-                            pattern, s["classes"]
-                        )
-                        out[f"{prefix}self_score"] = jax.vmap(ms.query_self_score)(pattern)
-                return out
 
-        elif run.kind == "markov":
+def _classification_evaluator(cfg: ModelConfig, L: int, D: int) -> Callable:
+    """In-context classification: accuracy and loss on each set, the swap set's in-weights answers, the
+    heads' scores on the icl and mix sets, and the norms of the item embedding and the label unembedding."""
 
-            def evaluate(params, sets):
-                s = sets["chain"]
-                tokens = s["tokens"]
-                logits, cache = forward(params, cfg, tokens[:, :-1], cache=True)
-                loss = ms.loss_by_position(logits, tokens[:, 1:]).mean()
-                uniform, unigram, bigram = s["ref"][0], s["ref"][1], s["ref"][2]
-                pattern = cache["pattern"]
-                return {
-                    "loss": loss,
-                    # 1 at the unigram rung (from 0 at uniform), and 1 at the Bayes bigram (from 0 at the unigram)
-                    "unigram_progress": (uniform - loss) / (uniform - unigram),
-                    "bigram_progress": (unigram - loss) / (unigram - bigram),
-                    "prev_score": jax.vmap(ms.previous_token_score)(pattern),
-                    # the statistical induction head attends to the states that followed earlier copies of x_t
-                    "induction_score": jax.vmap(ms.prefix_matching_score, (0, None))(pattern, tokens[:, :-1]),
-                }
+    def evaluate(params, sets):
+        # RMS norms of the embedding's item rows and of the unembedding's label columns: the scales shared
+        # by the in-weights read-out and the induction circuit (match and copy), for the repetition study
+        W_E, W_U = params["embed"]["W_E"], params["unembed"]["W_U"]
+        out = {
+            "item_embed_norm": jnp.sqrt(jnp.mean(jnp.sum(W_E[:D] ** 2, axis=-1))),
+            "unembed_norm": jnp.sqrt(jnp.mean(jnp.sum(W_U**2, axis=0))),
+        }
+        for name, s in sets.items():
+            inputs = classification_inputs(s["items"], s["labels"], L)
+            logits, cache = forward(params, cfg, inputs, cache=True)
+            q = logits[:, -1]
+            out[f"{name}_acc"] = ms.accuracy(q, s["labels"][:, -1])
+            out[f"{name}_loss"] = ms.cross_entropy(q, s["labels"][:, -1])
+            if name == "swap":  # how often the answer is the class's own (in-weights) label
+                out["swap_iwl_acc"] = ms.accuracy(q, s["classes"][:, -1] % L)
+            if name in ("icl", "mix"):
+                pattern = cache["pattern"]  # (layers, B, H, T, T)
+                prefix = "" if name == "icl" else "mix_"  # novel classes, or the training mixture
+                out[f"{prefix}prev_score"] = jax.vmap(ms.item_to_label_previous_score)(pattern)
+                out[f"{prefix}induction_score"] = jax.vmap(ms.query_to_matching_label_score, (0, None))(
+                    pattern, s["classes"]
+                )
+                out[f"{prefix}self_score"] = jax.vmap(ms.query_self_score)(pattern)
+        return out
 
-        else:
-            T = run.task.T
+    return evaluate
 
-            def evaluate(params, sets):
-                s = sets["stream"]
-                tokens = s["tokens"]
-                logits = forward(params, cfg, tokens[:, :-1])
-                per_pos = ms.loss_by_position(logits, tokens[:, 1:])
-                mask = s["induction"][:, 1:]
-                ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, 1:, None], -1)[..., 0]
-                hit = jnp.argmax(logits, -1) == tokens[:, 1:]
-                n_mask = jnp.maximum(mask.sum(), 1)
-                rep = sets["repeated"]["tokens"]
-                _, cache = forward(params, cfg, rep[:, :-1], cache=True)
-                pattern = cache["pattern"]
-                return {
-                    "loss": per_pos.mean(),
-                    "induction_loss": jnp.sum(ce * mask) / n_mask,
-                    "induction_acc": jnp.sum(hit * mask) / n_mask,
-                    "icl_score": ms.icl_score(per_pos, max(1, (T - 1) // 10), T - 2),
-                    "prev_score": jax.vmap(ms.previous_token_score)(pattern),
-                    "induction_score": jax.vmap(ms.prefix_matching_score, (0, None))(pattern, rep[:, :-1]),
-                }
 
-        return evaluate
+def _markov_evaluator(cfg: ModelConfig) -> Callable:
+    """In-context Markov chains: loss, progress between the predictors' rungs, previous-token and induction scores."""
+
+    def evaluate(params, sets):
+        s = sets["chain"]
+        tokens = s["tokens"]
+        logits, cache = forward(params, cfg, tokens[:, :-1], cache=True)
+        loss = ms.loss_by_position(logits, tokens[:, 1:]).mean()
+        uniform, unigram, bigram = s["ref"][0], s["ref"][1], s["ref"][2]
+        pattern = cache["pattern"]
+        return {
+            "loss": loss,
+            # 1 at the unigram rung (from 0 at uniform), and 1 at the Bayes bigram (from 0 at the unigram)
+            "unigram_progress": (uniform - loss) / (uniform - unigram),
+            "bigram_progress": (unigram - loss) / (unigram - bigram),
+            "prev_score": jax.vmap(ms.previous_token_score)(pattern),
+            # the statistical induction head attends to the states that followed earlier copies of x_t
+            "induction_score": jax.vmap(ms.prefix_matching_score, (0, None))(pattern, tokens[:, :-1]),
+        }
+
+    return evaluate
+
+
+def _token_evaluator(cfg: ModelConfig, T: int) -> Callable:
+    """Token streams: loss, loss and accuracy at the induction positions, the ICL score, and the heads' scores on
+    repeated random tokens."""
+
+    def evaluate(params, sets):
+        s = sets["stream"]
+        tokens = s["tokens"]
+        logits = forward(params, cfg, tokens[:, :-1])
+        per_pos = ms.loss_by_position(logits, tokens[:, 1:])
+        mask = s["induction"][:, 1:]
+        ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[:, 1:, None], -1)[..., 0]
+        hit = jnp.argmax(logits, -1) == tokens[:, 1:]
+        n_mask = jnp.maximum(mask.sum(), 1)
+        rep = sets["repeated"]["tokens"]
+        _, cache = forward(params, cfg, rep[:, :-1], cache=True)
+        pattern = cache["pattern"]
+        return {
+            "loss": per_pos.mean(),
+            "induction_loss": jnp.sum(ce * mask) / n_mask,
+            "induction_acc": jnp.sum(hit * mask) / n_mask,
+            "icl_score": ms.icl_score(per_pos, max(1, (T - 1) // 10), T - 2),
+            "prev_score": jax.vmap(ms.previous_token_score)(pattern),
+            "induction_score": jax.vmap(ms.prefix_matching_score, (0, None))(pattern, rep[:, :-1]),
+        }
+
+    return evaluate
 
 
 def _device_batch_fn(run: RunConfig) -> Callable:

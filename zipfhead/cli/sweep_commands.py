@@ -139,11 +139,21 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def add_sweep_parsers(sub: Any) -> None:
-    """Register ``sweep``, ``merge``, ``report`` and ``experiment``."""
-    from zipfhead.toy_models.presets import EXPERIMENT_NAMES, PRESETS
+    """Register ``sweep``, ``merge``, ``experiment`` and ``report``."""
+    _add_sweep_parser(sub)
+    _add_merge_parser(sub)
+    _add_experiment_parser(sub)
+    r = sub.add_parser("report", help="write RUN_DIR/report.html for a finished sweep")
+    r.add_argument("run_dir")
+    r.set_defaults(func=_cmd_report)
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    from zipfhead.toy_models.config import SAMPLERS
+    from zipfhead.toy_models.presets import CALIBRATION_CELLS, PRESETS
 
     p = sub.add_parser("sweep", help="phase-diagram sweep: toys trained as vmapped batches, theory beside each cell")
-    p.add_argument("--preset", choices=PRESETS, default="demo", help="a named sweep [demo]")
+    p.add_argument("--preset", choices=PRESETS, default=PRESETS[0], help=f"a named sweep [{PRESETS[0]}]")
     p.add_argument("--scale", choices=("fast", "full"), default="fast", help="full: the GPU-sized variant [fast]")
     p.add_argument("--grid", default=None, help="a TOML or JSON grid file (overrides the preset's axes)")
     p.add_argument("--axis", action="append", default=None, metavar="NAME=V1,V2,...", help="an axis (repeatable)")
@@ -153,17 +163,17 @@ def add_sweep_parsers(sub: Any) -> None:
     p.add_argument("--eval_every", "--eval-every", type=int, default=None, help="steps between evaluations")
     p.add_argument(
         "--sampler",
-        choices=("host", "device"),
+        choices=SAMPLERS,
         default=None,
-        help="where training batches are drawn: host (Numba) or device (JAX, inside the compiled chunk) [host]",
+        help="where training batches are drawn: host (Numba) or device (JAX, inside the compiled chunk) [preset's]",
     )
     p.add_argument(
         "--calibration-cells",
         "--calibration_cells",
         dest="calibration_cells",
         default=None,
-        choices=("stratified", "random25", "corners"),
-        help="cells that calibrate the theory [stratified]",
+        choices=CALIBRATION_CELLS,
+        help=f"cells that calibrate the theory [{CALIBRATION_CELLS[0]}]",
     )
     p.add_argument(
         "--calibration",
@@ -179,6 +189,8 @@ def add_sweep_parsers(sub: Any) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=_cmd_sweep)
 
+
+def _add_merge_parser(sub: Any) -> None:
     m = sub.add_parser("merge", help="join the shards of a sweep into one result")
     m.add_argument("parts", nargs="+", help="the shards' run directories")
     m.add_argument("--out", required=True, help="the merged run directory")
@@ -186,17 +198,14 @@ def add_sweep_parsers(sub: Any) -> None:
     m.add_argument("--calibration", default=None, metavar="FILE", help="as sweep --calibration")
     m.set_defaults(func=_cmd_merge)
 
+
+def _add_experiment_parser(sub: Any) -> None:
+    from zipfhead.toy_models.presets import EXPERIMENT_NAMES
+
     e = sub.add_parser("experiment", help="a control experiment: its sweeps, then findings.json")
     e.add_argument(
-        "name",
-        choices=EXPERIMENT_NAMES,
-        help="repetition: what repetition across sequences teaches; recruitment: where the head goes when "
-        "memorisation wins",
+        "name", choices=EXPERIMENT_NAMES, help="which (each is described in zipfhead.toy_models.experiments)"
     )
     e.add_argument("--out", default=None, help="the experiment's directory [runs/<name>]")
     e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     e.set_defaults(func=_cmd_experiment)
-
-    r = sub.add_parser("report", help="write RUN_DIR/report.html for a finished sweep")
-    r.add_argument("run_dir")
-    r.set_defaults(func=_cmd_report)
