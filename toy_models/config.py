@@ -1,18 +1,29 @@
-"""The toys' configurations, importable without JAX: the model's shape (:class:`ModelConfig`) and the optimiser,
-schedule and evaluation (:class:`TrainConfig`). :mod:`toy_models.model` and :mod:`toy_models.train` re-export them;
-the command line builds its flags from their fields and docstrings.
+"""The toys' configurations, importable without JAX: the model's shape (:class:`ModelConfig`), the optimiser,
+schedule and evaluation (:class:`TrainConfig`) and a run of M models (:class:`RunConfig`).
+:mod:`toy_models.model` and :mod:`toy_models.train` re-export them; the command line builds its flags from their
+fields and docstrings, and the presets (:mod:`toy_models.presets`) are built from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from zipfhead.theory._validate import check_choice, check_int, check_real
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
 from zipfhead.theory.schedule import Schedule
 
-__all__ = ["POSITIONAL", "SAMPLERS", "ModelConfig", "TrainConfig"]
+__all__ = [
+    "POSITIONAL",
+    "SAMPLERS",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "io_shape",
+    "shape_signature",
+    "task_kind",
+]
 
 #: the position codes: ``learned`` absolute positions, or ``onehot`` fixed one-hot directions (Reddy 2024)
 POSITIONAL = ("learned", "onehot")
@@ -144,3 +155,147 @@ class TrainConfig:
     def chunk(self) -> int:
         """Steps per compiled chunk (the dense evaluation spacing)."""
         return self.eval_every // self.dense_factor
+
+
+_KIND_OF = {ClassificationTask: "classification", TokenStreamTask: "tokens", MarkovTask: "markov"}
+
+
+def task_kind(task: ClassificationTask | TokenStreamTask | MarkovTask) -> str:
+    """``classification``, ``tokens`` or ``markov``: the kind of toy a task trains."""
+    return _KIND_OF[type(task)]
+
+
+def shape_signature(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, ...]:
+    """The task parameters that fix array shapes: (N, D, L), (T, V) or (T, k)."""
+    if isinstance(task, ClassificationTask):
+        return (task.N, task.D, task.L)
+    return (task.T, task.V) if isinstance(task, TokenStreamTask) else (task.T, task.k)
+
+
+def io_shape(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, int, int]:
+    """(n_ctx, d_vocab, d_vocab_out) of the toy that trains on ``task``: in-context classification reads 2N + 1
+    positions of D + L input dimensions and answers one of L labels; token streams and Markov chains read T - 1
+    tokens of V (or k) and predict the next."""
+    if isinstance(task, ClassificationTask):
+        return 2 * task.N + 1, task.D + task.L, task.L
+    n = task.V if isinstance(task, TokenStreamTask) else task.k
+    return task.T - 1, n, n
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run: task, model, training, and the models' seeds and learning rates.
+
+    Without ``tasks`` the run trains one model per (lr, seed) pair, lrs outermost: model m has seed seeds[m % S]
+    and learning rate lrs[m // S]; ``lrs`` empty means every model uses ``train.lr``.
+
+    With ``tasks`` (a sweep's cells: distributions that share ``task``'s shapes and kind) the run trains one model
+    per (cell, seed), cells outermost: model m has task tasks[m // S] and seed seeds[m % S]; ``lrs`` is then
+    empty or holds one learning rate per cell, and ``weight_decays`` likewise (empty: ``train.weight_decay``).
+    ``task`` stays the template that fixes the shapes.
+    """
+
+    task: ClassificationTask | TokenStreamTask | MarkovTask
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: tuple[int, ...] = (0,)
+    lrs: tuple[float, ...] = ()
+    tasks: tuple[ClassificationTask | TokenStreamTask | MarkovTask, ...] = ()
+    weight_decays: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds = () is empty: give at least one seed")
+        for s in self.seeds:
+            check_int("seed", s, 0, 2**63 - 1)
+        for lr in self.lrs:
+            check_real("lrs", lr, 0.0, 1e3, low_open=True)
+        for wd in self.weight_decays:
+            check_real("weight_decays", wd, 0.0, 10.0)
+        if self.weight_decays and len(self.weight_decays) != len(self.tasks):
+            raise ValueError(
+                f"weight_decays has {len(self.weight_decays)} values for {len(self.tasks)} tasks: give none or one "
+                "per task"
+            )
+        if self.tasks:
+            if self.lrs and len(self.lrs) != len(self.tasks):
+                raise ValueError(
+                    f"lrs has {len(self.lrs)} values for {len(self.tasks)} tasks: give none or one per task"
+                )
+            for t in self.tasks:
+                if type(t) is not type(self.task) or shape_signature(t) != shape_signature(self.task):
+                    raise ValueError(
+                        f"task {t} does not share the template's kind and shapes {shape_signature(self.task)}"
+                    )
+        if self.train.sampler == "device" and self.kind == "markov":
+            raise ValueError(
+                "sampler = 'device' is not available for Markov tasks: it must be 'host' (the device samplers cover "
+                "classification and token streams)"
+            )
+        want = io_shape(self.task)
+        got = (self.model.n_ctx, self.model.d_vocab, self.model.d_vocab_out)
+        if want != got:
+            raise ValueError(f"model (n_ctx, d_vocab, d_vocab_out) = {got} does not fit the task: expected {want}")
+
+    @property
+    def kind(self) -> str:
+        """``classification``, ``tokens`` or ``markov``."""
+        return _KIND_OF[type(self.task)]
+
+    @property
+    def model_lrs(self) -> list[float]:
+        """Learning rate of each model."""
+        if self.tasks:
+            lrs = self.lrs or (self.train.lr,) * len(self.tasks)
+            return [lr for lr in lrs for _ in self.seeds]
+        lrs = self.lrs or (self.train.lr,)
+        return [lr for lr in lrs for _ in self.seeds]
+
+    @property
+    def model_weight_decays(self) -> list[float]:
+        """Weight decay of each model."""
+        wds = self.weight_decays or (self.train.weight_decay,) * max(1, len(self.tasks) or len(self.lrs))
+        return [wd for wd in wds for _ in self.seeds]
+
+    @property
+    def model_seeds(self) -> list[int]:
+        """Seed of each model."""
+        return list(self.seeds) * max(1, len(self.tasks) or len(self.lrs))
+
+    @property
+    def model_tasks(self) -> list[ClassificationTask | TokenStreamTask | MarkovTask]:
+        """Distribution of each model."""
+        if self.tasks:
+            return [t for t in self.tasks for _ in self.seeds]
+        return [self.task] * len(self.model_seeds)
+
+    def streams(self) -> list[Any]:
+        """The data stream of each model (:mod:`toy_models.tasks`; imports JAX)."""
+        from zipfhead.toy_models.train import data_stream
+
+        return [data_stream(t, s) for t, s in zip(self.model_tasks, self.model_seeds, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (inverse: :meth:`from_dict`)."""
+        return {
+            "task": self.task.to_dict(),
+            "model": self.model.to_dict(),
+            "train": dataclasses.asdict(self.train),
+            "seeds": list(self.seeds),
+            "lrs": list(self.lrs),
+            "tasks": [t.to_dict() for t in self.tasks],
+            "weight_decays": list(self.weight_decays),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Rebuild a run config from :meth:`to_dict`'s output."""
+        return cls(
+            task=config_from_dict(d["task"]),  # type: ignore[arg-type]
+            model=ModelConfig(**d["model"]),
+            train=TrainConfig(**d["train"]),
+            seeds=tuple(d["seeds"]),
+            lrs=tuple(d["lrs"]),
+            tasks=tuple(config_from_dict(t) for t in d.get("tasks", ())),  # type: ignore[misc]
+            weight_decays=tuple(d.get("weight_decays", ())),
+        )

@@ -25,6 +25,7 @@ import numpy as np
 from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 from zipfhead.theory.markov import predictor_losses, sample_markov
 from zipfhead.theory.samplers import class_means, sample_classification, sample_repeated_tokens, sample_token_streams
+from zipfhead.toy_models.config import io_shape
 
 __all__ = ["ClassificationStream", "MarkovStream", "TokenStream", "classification_inputs", "derive_seed"]
 
@@ -69,18 +70,18 @@ class ClassificationStream:
 
     @property
     def n_ctx(self) -> int:
-        """Sequence length 2N + 1."""
-        return 2 * self.task.N + 1
+        """Sequence length 2N + 1 (:func:`toy_models.config.io_shape`)."""
+        return io_shape(self.task)[0]
 
     @property
     def d_vocab(self) -> int:
         """Input vector width D + L."""
-        return self.task.D + self.task.L
+        return io_shape(self.task)[1]
 
     @property
     def d_vocab_out(self) -> int:
         """Output classes: the L labels."""
-        return self.task.L
+        return io_shape(self.task)[2]
 
     def means(self) -> np.ndarray:
         """(K, D) class means."""
@@ -117,16 +118,16 @@ class TokenStream:
 
     @property
     def n_ctx(self) -> int:
-        """Model context T - 1 (inputs tokens[:-1])."""
-        return self.task.T - 1
+        """Model context T - 1 (inputs tokens[:-1]; :func:`toy_models.config.io_shape`)."""
+        return io_shape(self.task)[0]
 
     @property
     def d_vocab(self) -> int:
-        return self.task.V
+        return io_shape(self.task)[1]
 
     @property
     def d_vocab_out(self) -> int:
-        return self.task.V
+        return io_shape(self.task)[2]
 
     def means(self) -> None:
         return None
@@ -156,16 +157,16 @@ class MarkovStream:
 
     @property
     def n_ctx(self) -> int:
-        """Model context T - 1 (inputs tokens[:-1])."""
-        return self.task.T - 1
+        """Model context T - 1 (inputs tokens[:-1]; :func:`toy_models.config.io_shape`)."""
+        return io_shape(self.task)[0]
 
     @property
     def d_vocab(self) -> int:
-        return self.task.k
+        return io_shape(self.task)[1]
 
     @property
     def d_vocab_out(self) -> int:
-        return self.task.k
+        return io_shape(self.task)[2]
 
     def means(self) -> None:
         return None

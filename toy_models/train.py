@@ -40,10 +40,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from zipfhead.theory._io import atomic_write, remove
-from zipfhead.theory._validate import check_int, check_real
-from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
+from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 from zipfhead.toy_models import measures as ms
-from zipfhead.toy_models.config import TrainConfig
+from zipfhead.toy_models.config import RunConfig, TrainConfig, shape_signature, task_kind
 from zipfhead.toy_models.model import ModelConfig, forward, init_params
 from zipfhead.toy_models.tasks import (
     ClassificationStream,
@@ -57,125 +56,6 @@ __all__ = ["RunConfig", "TrainConfig", "engine_for", "shape_signature", "sharder
 
 #: the parts of a run's wall time that :attr:`RunResult.timings` records, in the loop's order
 TIMING_PARTS = ("setup", "first_chunk", "data", "train_wait", "evaluate", "checkpoint", "other")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a run: task, model, training, and the models' seeds and learning rates.
-
-    Without ``tasks`` the run trains one model per (lr, seed) pair, lrs outermost: model m has seed seeds[m % S]
-    and learning rate lrs[m // S]; ``lrs`` empty means every model uses ``train.lr``.
-
-    With ``tasks`` (a sweep's cells: distributions that share ``task``'s shapes and kind) the run trains one model
-    per (cell, seed), cells outermost: model m has task tasks[m // S] and seed seeds[m % S]; ``lrs`` is then
-    empty or holds one learning rate per cell, and ``weight_decays`` likewise (empty: ``train.weight_decay``).
-    ``task`` stays the template that fixes the shapes.
-    """
-
-    task: ClassificationTask | TokenStreamTask | MarkovTask
-    model: ModelConfig
-    train: TrainConfig = field(default_factory=TrainConfig)
-    seeds: tuple[int, ...] = (0,)
-    lrs: tuple[float, ...] = ()
-    tasks: tuple[ClassificationTask | TokenStreamTask | MarkovTask, ...] = ()
-    weight_decays: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.seeds:
-            raise ValueError("seeds = () is empty: give at least one seed")
-        for s in self.seeds:
-            check_int("seed", s, 0, 2**63 - 1)
-        for lr in self.lrs:
-            check_real("lrs", lr, 0.0, 1e3, low_open=True)
-        for wd in self.weight_decays:
-            check_real("weight_decays", wd, 0.0, 10.0)
-        if self.weight_decays and len(self.weight_decays) != len(self.tasks):
-            raise ValueError(
-                f"weight_decays has {len(self.weight_decays)} values for {len(self.tasks)} tasks: give none or one "
-                "per task"
-            )
-        if self.tasks:
-            if self.lrs and len(self.lrs) != len(self.tasks):
-                raise ValueError(
-                    f"lrs has {len(self.lrs)} values for {len(self.tasks)} tasks: give none or one per task"
-                )
-            for t in self.tasks:
-                if type(t) is not type(self.task) or shape_signature(t) != shape_signature(self.task):
-                    raise ValueError(
-                        f"task {t} does not share the template's kind and shapes {shape_signature(self.task)}"
-                    )
-        if self.train.sampler == "device" and self.kind == "markov":
-            raise ValueError(
-                "sampler = 'device' is not available for Markov tasks: it must be 'host' (the device samplers cover "
-                "classification and token streams)"
-            )
-        streams = self.streams()
-        s0 = streams[0]
-        want = (s0.n_ctx, s0.d_vocab, s0.d_vocab_out)
-        got = (self.model.n_ctx, self.model.d_vocab, self.model.d_vocab_out)
-        if want != got:
-            raise ValueError(f"model (n_ctx, d_vocab, d_vocab_out) = {got} does not fit the task: expected {want}")
-
-    @property
-    def kind(self) -> str:
-        """``classification``, ``tokens`` or ``markov``."""
-        return _KIND_OF[type(self.task)]
-
-    @property
-    def model_lrs(self) -> list[float]:
-        """Learning rate of each model."""
-        if self.tasks:
-            lrs = self.lrs or (self.train.lr,) * len(self.tasks)
-            return [lr for lr in lrs for _ in self.seeds]
-        lrs = self.lrs or (self.train.lr,)
-        return [lr for lr in lrs for _ in self.seeds]
-
-    @property
-    def model_weight_decays(self) -> list[float]:
-        """Weight decay of each model."""
-        wds = self.weight_decays or (self.train.weight_decay,) * max(1, len(self.tasks) or len(self.lrs))
-        return [wd for wd in wds for _ in self.seeds]
-
-    @property
-    def model_seeds(self) -> list[int]:
-        """Seed of each model."""
-        return list(self.seeds) * max(1, len(self.tasks) or len(self.lrs))
-
-    @property
-    def model_tasks(self) -> list[ClassificationTask | TokenStreamTask | MarkovTask]:
-        """Distribution of each model."""
-        if self.tasks:
-            return [t for t in self.tasks for _ in self.seeds]
-        return [self.task] * len(self.model_seeds)
-
-    def streams(self) -> list[ClassificationStream | TokenStream | MarkovStream]:
-        """The data stream of each model."""
-        return [data_stream(t, s) for t, s in zip(self.model_tasks, self.model_seeds, strict=True)]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (inverse: :meth:`from_dict`)."""
-        return {
-            "task": self.task.to_dict(),
-            "model": self.model.to_dict(),
-            "train": dataclasses.asdict(self.train),
-            "seeds": list(self.seeds),
-            "lrs": list(self.lrs),
-            "tasks": [t.to_dict() for t in self.tasks],
-            "weight_decays": list(self.weight_decays),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """Rebuild a run config from :meth:`to_dict`'s output."""
-        return cls(
-            task=config_from_dict(d["task"]),  # type: ignore[arg-type]
-            model=ModelConfig(**d["model"]),
-            train=TrainConfig(**d["train"]),
-            seeds=tuple(d["seeds"]),
-            lrs=tuple(d["lrs"]),
-            tasks=tuple(config_from_dict(t) for t in d.get("tasks", ())),  # type: ignore[misc]
-            weight_decays=tuple(d.get("weight_decays", ())),
-        )
 
 
 # --- optimiser -----------------------------------------------------------------------------------------------
@@ -233,14 +113,6 @@ DIVERGENCE_FACTOR = 10.0
 
 # --- losses --------------------------------------------------------------------------------------------------
 #: the training kind of each data family: what the model reads and where its loss is taken
-_KIND_OF = {ClassificationTask: "classification", TokenStreamTask: "tokens", MarkovTask: "markov"}
-
-
-def task_kind(task: ClassificationTask | TokenStreamTask | MarkovTask) -> str:
-    """``classification``, ``tokens`` or ``markov``: the kind of toy a task trains."""
-    return _KIND_OF[type(task)]
-
-
 def data_stream(task: ClassificationTask | TokenStreamTask | MarkovTask, seed: int):
     """The data stream of one model on ``task`` (:mod:`toy_models.tasks`)."""
     cls = {"classification": ClassificationStream, "tokens": TokenStream, "markov": MarkovStream}[task_kind(task)]
@@ -574,13 +446,6 @@ _PROBE_MIN_CHUNKS = 20  # runs shorter than this many chunks skip the timed prob
 #: toy (d_model 128, 32 models) at widths 1, 4, 16 ran 110, 98, 86. The demo's sweep end to end: 123.2 s of
 #: waiting on training at width 1 against 126.9 s at width 2 (one run each, load 1.7-2.2).
 CPU_WIDTH = 1
-
-
-def shape_signature(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, ...]:
-    """The task parameters that fix array shapes: (N, D, L), (T, V) or (T, k)."""
-    if isinstance(task, ClassificationTask):
-        return (task.N, task.D, task.L)
-    return (task.T, task.V) if isinstance(task, TokenStreamTask) else (task.T, task.k)
 
 
 def engine_for(run: RunConfig) -> Engine:

@@ -253,3 +253,18 @@ def test_train_flags_reach_the_config(flags, field, value):
 
     run = run_config_from_args(build_parser().parse_args(["train", *flags]))
     assert getattr(run.train, field) == value
+
+
+def test_presets_and_configs_import_no_jax():
+    """Every preset, its groups' run configs and a grid file are built without loading JAX (toy_models.presets and
+    toy_models.config are the JAX-free face of the toys)."""
+    probe = (
+        "import sys\n"
+        "from zipfhead.toy_models.presets import PRESETS, preset\n"
+        "for name in PRESETS:\n"
+        "    cfg = preset(name)\n"
+        "    runs = [cfg.group_run(g) for g in cfg.groups()]\n"
+        "print('HELD', [m for m in ('jax', 'optax') if m in sys.modules], file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
+    assert "HELD []" in out.stderr, out.stderr[-2000:]

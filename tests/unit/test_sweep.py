@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from zipfhead.cli import main
+from zipfhead.toy_models import presets
 from zipfhead.toy_models import sweep as sw
 
 GRID = {"axes": {"K": [32, 512], "p_B": [0.5, 1.0]}, "seeds": [0, 1], "train": {"steps": 48, "eval_every": 16}}
@@ -47,7 +48,7 @@ def _cli(args: list[str], **kw) -> subprocess.CompletedProcess:
 
 def _small(monkeypatch) -> None:
     # one cell per group (4 groups), so that resuming and sharding have groups to skip and split
-    monkeypatch.setattr(sw, "MAX_MODELS_PER_GROUP", 2)
+    monkeypatch.setattr(presets, "MAX_MODELS_PER_GROUP", 2)
 
 
 def _read(out: Path) -> tuple[np.ndarray, list[list[str]]]:

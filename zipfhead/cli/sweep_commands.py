@@ -48,7 +48,7 @@ def _parse_shard(spec: str | None) -> tuple[int, int]:
 
 def sweep_config_from_args(args: argparse.Namespace):
     """The SweepConfig that ``zipfhead sweep``'s flags describe (preset, then grid file, then flags)."""
-    from zipfhead.toy_models.sweep import load_grid_file, preset
+    from zipfhead.toy_models.presets import load_grid_file, preset
 
     cfg = preset(args.preset, args.scale)
     if args.grid is not None:
