@@ -455,6 +455,33 @@ def recruitment_index(iwl: np.ndarray, t: np.ndarray, plateau: float, transition
     return int(np.searchsorted(t, transition, side="right")) - 1
 
 
+def _restart_recruited(parts: list, taken: dict[int, int], ys, data, prm, chance, t_out, kw) -> list:
+    """Restart the recruited cells (index -> output index ``taken``) from their state there with a = b = 0 and
+    integrate the rest of each horizon on E times counted from the restart; their parts become the first
+    integration up to the restart, then the second (see :func:`integrate_v2`)."""
+    from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
+
+    idx = sorted(taken)
+    y1 = ys[idx, [taken[i] for i in idx]].copy()
+    y1[:, 0] = y1[:, 1] = 0.0
+    first, last = t_out[idx, :1], t_out[idx, -1:]
+    restart = t_out[idx, [taken[i] for i in idx]][:, None]
+    t1 = (t_out[idx] - first) * (last - restart) / (last - first)
+    rec1, ys1, tstar1 = integrate_cells("v2", y1, data[idx], prm[idx], chance[idx], t1, 5, **kw)
+    parts = list(parts)
+    for k, i in enumerate(idx):
+        j, t0 = taken[i], t_out[i, taken[i]]
+        t, rec, y, _ = parts[i]
+        after = None if math.isnan(tstar1[k]) else t0 + float(tstar1[k])
+        parts[i] = (
+            np.concatenate([t[:j], t0 + t1[k]]),
+            np.concatenate([rec[:j], rec1[k]]),
+            np.concatenate([y[:j], ys1[k]]),
+            after,
+        )
+    return parts
+
+
 def integrate_v2(
     cells: list[tuple[CasesV2, ReducedParams, np.ndarray]],
     *,
@@ -486,34 +513,16 @@ def integrate_v2(
     rec, ys, tstar = integrate_cells(
         "v2", y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps, scratch=scratch
     )
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, float | None]] = []
-    taken: dict[int, int] = {}
-    for i, (cs, _, _) in enumerate(cells):
-        transition = None if math.isnan(tstar[i]) else float(tstar[i])
-        j = recruitment_index(rec[i, :, 1], t_out[i], copy_plateau(cs), transition) if recruitment else None
-        if j is not None and j + 1 < t_out.shape[1]:
-            taken[i] = j
-        parts.append((t_out[i], rec[i], ys[i], transition))
-    if taken:
-        idx = sorted(taken)
-        y1 = ys[idx, [taken[i] for i in idx]].copy()
-        y1[:, 0] = y1[:, 1] = 0.0
-        # the rest of each horizon on E times, counted from the restart
-        first, last = t_out[idx, :1], t_out[idx, -1:]
-        restart = t_out[idx, [taken[i] for i in idx]][:, None]
-        t1 = (t_out[idx] - first) * (last - restart) / (last - first)
-        rec1, ys1, tstar1 = integrate_cells(
-            "v2", y1, data[idx], prm[idx], chance[idx], t1, 5, rtol=rtol, max_steps=max_steps, scratch=scratch
-        )
-        for k, i in enumerate(idx):
-            j, t0 = taken[i], t_out[i, taken[i]]
-            after = None if math.isnan(tstar1[k]) else t0 + float(tstar1[k])
-            parts[i] = (
-                np.concatenate([t_out[i, :j], t0 + t1[k]]),
-                np.concatenate([rec[i, :j], rec1[k]]),
-                np.concatenate([ys[i, :j], ys1[k]]),
-                after,
-            )
+    parts = [(t_out[i], rec[i], ys[i], None if math.isnan(tstar[i]) else float(tstar[i])) for i in range(len(cells))]
+    if recruitment:
+        taken = {}
+        for i, (cs, _, _) in enumerate(cells):
+            j = recruitment_index(rec[i, :, 1], t_out[i], copy_plateau(cs), parts[i][3])
+            if j is not None and j + 1 < t_out.shape[1]:
+                taken[i] = j
+        if taken:
+            kw = {"rtol": rtol, "max_steps": max_steps, "scratch": scratch}
+            parts = _restart_recruited(parts, taken, ys, data, prm, chance, t_out, kw)
     out = []
     for (cs, _, _), (t, r, y, transition) in zip(cells, parts, strict=True):
         G = cs.bin_size.shape[0]

@@ -110,71 +110,11 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
     devices = f"{len(jax.devices())} x {jax.devices()[0].platform}"
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     rows: dict[str, Any] = {"devices": devices, "glibc_tunables": tunables, "matmul_peak_gflops": peak}
-    rows.update({"efficiency": [], "batching": []})
-
-    for batch in (32, 128):
-        run = _token_run(batch)
-        sps = _steps_per_second(run, steps, repeats)
-        flops = model_flops(run.model, batch, 64) * sps / 1e9
-        rows["efficiency"].append(
-            {
-                "toy": f"token 2-layer d64 ctx64 batch {batch}",
-                "steps_per_s": sps,
-                "gflops": flops,
-                "of_peak": flops / peak,
-            }
-        )
-
-    # The demo's toy as the demo trains it: its models split over the devices, each group's width as the engine
-    # picks it, on pre-drawn batches (the data's cost is the data_fraction row and the sweep's profile).
-    demo = preset("demo")
-    n_demo = 4 if quick else len(demo.cells()) * len(demo.seeds)
-    task = demo.cell_task(demo.cells()[0])  # every cell of the demo has the same shapes
-    run = RunConfig(task=task, model=demo.model, train=demo.train, seeds=tuple(range(n_demo)))
-    model_sps = n_demo * _steps_per_second(run, steps, repeats)
-    flops = model_flops(run.model, run.train.batch_size, run.model.n_ctx) * model_sps / 1e9
-    rows["efficiency"].append(
-        {
-            "toy": f"demo toy d{run.model.d_model} ctx{run.model.n_ctx} b{run.train.batch_size}, {n_demo} models",
-            "steps_per_s": model_sps,
-            "gflops": flops,
-            "of_peak": flops / peak,
-        }
-    )
-
-    for name, make in (("classification (default task)", _classification_run), ("token (d64 ctx64 b32)", None)):
-        batched = make(n_models) if make else _token_run(32, n_models)
-        single = make(1) if make else _token_run(32, 1)
-        beng, bstate, bdata = _setup(batched, steps)
-        width = beng.choose(bstate, bdata, probe=True)  # the execution train() would pick
-        held = {"state": bstate}
-
-        def engine(beng=beng, held=held, bdata=bdata):
-            held["state"], loss = beng.run_chunk(held["state"], bdata)
-            return loss
-
-        eng, state, data = _setup(single, steps)
-        states = [jax.tree_util.tree_map(jnp.copy, state) for _ in range(n_models)]  # run_chunk donates its input
-
-        def loop(eng=eng, states=states, data=data):
-            out = None
-            for i in range(n_models):
-                states[i], out = eng.run_chunk(states[i], data)
-            return out
-
-        # Interleaved, so that both see the same machine load; the ratio is the median of paired ratios.
-        t_engine, t_loop = _paired(engine, loop, repeats)
-        rows["batching"].append(
-            {
-                "toy": name,
-                "models": n_models,
-                "width": width,
-                "vmapped_model_steps_per_s": steps * n_models / pystats.median(t_engine),
-                "loop_model_steps_per_s": steps * n_models / pystats.median(t_loop),
-                "ratio": pystats.median(b / a for a, b in zip(t_engine, t_loop, strict=True)),
-            }
-        )
-
+    rows["efficiency"] = _bench_efficiency(peak, steps, repeats, quick)
+    rows["batching"] = [
+        _bench_batching(name, make, n_models, steps, repeats)
+        for name, make in (("classification (default task)", _classification_run), ("token (d64 ctx64 b32)", None))
+    ]
     # Data: the time to draw one step's batch against one step's training, at the default classification size.
     run = _classification_run(1)
     stream = run.streams()[0]
@@ -192,6 +132,68 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
     else:
         rows["torch"] = bench_torch_twin(_token_run(32), steps, repeats, rows["efficiency"][0]["steps_per_s"])
     return rows
+
+
+def _bench_efficiency(peak: float, steps: int, repeats: int, quick: bool) -> list[dict[str, Any]]:
+    """Model-steps per second and the share of the matmul ``peak`` (GFLOP/s): the token toy at batch 32 and 128,
+    and the demo's toy as the demo trains it (its models split over the devices, each group's width as the engine
+    picks it, on pre-drawn batches: the data's cost is the data_fraction row and the sweep's profile)."""
+    rows = []
+    for batch in (32, 128):
+        run = _token_run(batch)
+        sps = _steps_per_second(run, steps, repeats)
+        flops = model_flops(run.model, batch, 64) * sps / 1e9
+        rows.append(
+            {
+                "toy": f"token 2-layer d64 ctx64 batch {batch}",
+                "steps_per_s": sps,
+                "gflops": flops,
+                "of_peak": flops / peak,
+            }
+        )
+    demo = preset("demo")
+    n_demo = 4 if quick else len(demo.cells()) * len(demo.seeds)
+    task = demo.cell_task(demo.cells()[0])  # every cell of the demo has the same shapes
+    run = RunConfig(task=task, model=demo.model, train=demo.train, seeds=tuple(range(n_demo)))
+    model_sps = n_demo * _steps_per_second(run, steps, repeats)
+    flops = model_flops(run.model, run.train.batch_size, run.model.n_ctx) * model_sps / 1e9
+    toy = f"demo toy d{run.model.d_model} ctx{run.model.n_ctx} b{run.train.batch_size}, {n_demo} models"
+    rows.append({"toy": toy, "steps_per_s": model_sps, "gflops": flops, "of_peak": flops / peak})
+    return rows
+
+
+def _bench_batching(name: str, make: Any, n_models: int, steps: int, repeats: int) -> dict[str, Any]:
+    """The batched engine against a Python loop of the same models, one engine call each (``make(n)``: a run of n
+    models; None: the token toy)."""
+    batched = make(n_models) if make else _token_run(32, n_models)
+    single = make(1) if make else _token_run(32, 1)
+    beng, bstate, bdata = _setup(batched, steps)
+    width = beng.choose(bstate, bdata, probe=True)  # the execution train() would pick
+    held = {"state": bstate}
+
+    def engine():
+        held["state"], loss = beng.run_chunk(held["state"], bdata)
+        return loss
+
+    eng, state, data = _setup(single, steps)
+    states = [jax.tree_util.tree_map(jnp.copy, state) for _ in range(n_models)]  # run_chunk donates its input
+
+    def loop():
+        out = None
+        for i in range(n_models):
+            states[i], out = eng.run_chunk(states[i], data)
+        return out
+
+    # Interleaved, so that both see the same machine load; the ratio is the median of paired ratios.
+    t_engine, t_loop = _paired(engine, loop, repeats)
+    return {
+        "toy": name,
+        "models": n_models,
+        "width": width,
+        "vmapped_model_steps_per_s": steps * n_models / pystats.median(t_engine),
+        "loop_model_steps_per_s": steps * n_models / pystats.median(t_loop),
+        "ratio": pystats.median(b / a for a, b in zip(t_engine, t_loop, strict=True)),
+    }
 
 
 def bench_sampling(run: RunConfig, steps: int, repeats: int) -> dict[str, Any]:
