@@ -166,19 +166,29 @@ def test_train_restarts_once_with_allocator_tunables(disabled):
 def test_theory_commands_never_import_jax(argv):
     """``zipfhead stats``, ``predict`` and ``calibrate`` run without loading JAX (nor the toys' engine): a fresh
     interpreter runs the command and then reports which of those modules it holds."""
-    probe = (
-        "import sys\n"
+    code = (
         "from zipfhead.cli import main\n"
         "try:\n"
         f"    code = main({list(argv)!r})\n"
         "except SystemExit as stop:\n"
         "    code = stop.code\n"
+        "print('CODE', code, file=sys.stderr)\n"
+    )
+    err = _held_after(code)
+    assert "CODE 0" in err and "HELD []" in err, err[-2000:]
+
+
+def _held_after(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (``sys`` imported), then print which of jax, optax and the toys' engine
+    and sweep modules it loaded (``HELD [...]``); returns its stderr."""
+    probe = (
+        "import sys\n"
+        f"{code}"
         "toys = ('zipfhead.toy_models.train', 'zipfhead.toy_models.sweep')\n"
-        "held = [m for m in ('jax', 'optax', *toys) if m in sys.modules]\n"
-        "print('HELD', code, held, file=sys.stderr)\n"
+        "print('HELD', [m for m in ('jax', 'optax', *toys) if m in sys.modules], file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
-    assert "HELD 0 []" in out.stderr, out.stderr[-2000:]
+    return out.stderr
 
 
 def test_the_command_line_offers_every_experiment():
@@ -255,16 +265,18 @@ def test_train_flags_reach_the_config(flags, field, value):
     assert getattr(run.train, field) == value
 
 
-def test_presets_and_configs_import_no_jax():
-    """Every preset, its groups' run configs and a grid file are built without loading JAX (toy_models.presets and
-    toy_models.config are the JAX-free face of the toys)."""
-    probe = (
-        "import sys\n"
-        "from zipfhead.toy_models.presets import PRESETS, preset\n"
+def test_presets_and_configs_import_no_jax(tmp_path):
+    """Every preset, its groups' run configs and a grid file are built without loading JAX or the toys' engine
+    (toy_models.presets and toy_models.config are the JAX-free face of the toys)."""
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"axes": {"K": [64, 256]}, "seeds": [0]}))
+    code = (
+        "from zipfhead.toy_models.presets import PRESETS, load_grid_file, preset\n"
         "for name in PRESETS:\n"
         "    cfg = preset(name)\n"
         "    runs = [cfg.group_run(g) for g in cfg.groups()]\n"
-        "print('HELD', [m for m in ('jax', 'optax') if m in sys.modules], file=sys.stderr)\n"
+        f"cfg = load_grid_file({str(grid)!r}, preset('demo'))\n"
+        "runs = [cfg.group_run(g) for g in cfg.groups()]\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
-    assert "HELD []" in out.stderr, out.stderr[-2000:]
+    err = _held_after(code)
+    assert "HELD []" in err, err[-2000:]
