@@ -107,6 +107,7 @@ def write_report(run_dir: str | Path) -> Path:
 
 # --- loading -------------------------------------------------------------------------------------------------
 def _load(out: Path) -> dict[str, Any]:
+    """Everything the report shows, read back from a finished run's files (config, theory, arrays, summary)."""
     config = json.loads((out / "config.json").read_text())
     theory = json.loads((out / "theory.json").read_text())
     with np.load(out / "arrays.npz") as z:
@@ -121,40 +122,14 @@ def _load(out: Path) -> dict[str, Any]:
     shape = tuple(len(v) for _, v in axes)
     C = int(np.prod(shape))
     seeds = [int(s) for s in config.get("seeds", [])]
-    S = max(1, len(seeds))
-
-    # per cell x seed, from the summary
-    measured = np.full((C, S), np.nan)
-    final_icl = np.full((C, S), np.nan)
-    final_iwl = np.full((C, S), np.nan)
-    phases: list[list[str]] = [[] for _ in range(C)]
-    seed_pos = {s: k for k, s in enumerate(seeds)}
-    for r in rows:
-        c = int(r["cell"])
-        if not 0 <= c < C:
-            continue
-        s = seed_pos.get(int(r["seed"]), len(phases[c]) % S)
-        measured[c, s] = _float(r.get("measured_transition_step"))
-        final_icl[c, s] = _float(r.get(f"final_{headline}"))
-        final_iwl[c, s] = _float(r.get("final_iwl_acc"))
-        phases[c].append(r.get("measured_phase", "") or "")
+    measured, final_icl, final_iwl, phases = _per_seed(rows, headline, C, seeds)
 
     preds = theory.get("predictions", [])
     pred_step = np.array([_float(p.get("transition_step")) if p else math.nan for _, p in _pad(preds, C)])
     pred_phase = [str(p.get("phase", "")) if p else "" for _, p in _pad(preds, C)]
     pred_phase_cf = [str(p.get("phase_closed_form", "")) if p else "" for _, p in _pad(preds, C)]
 
-    groups = []
-    gdir = out / "groups"
-    if gdir.is_dir():
-        for d in sorted(gdir.glob("g[0-9]*")):
-            rj = d / "result.json"
-            if rj.is_file():
-                try:
-                    info = json.loads(rj.read_text())
-                except (OSError, ValueError):
-                    continue
-                groups.append((d.name, info.get("seconds"), len(info.get("cells", []))))
+    groups = _group_times(out)
     return {
         "out": out,
         "config": config,
@@ -177,6 +152,43 @@ def _load(out: Path) -> dict[str, Any]:
         "calib": {int(c) for c in theory.get("calibration_cells", [])},
         "groups": groups,
     }
+
+
+def _per_seed(rows: list[dict[str, str]], headline: str, C: int, seeds: list[int]):
+    """(measured transition, final headline, final iwl) as (C, S) arrays and the C lists of measured phases, from
+    summary.csv's rows (NaN and empty where a row is missing or malformed)."""
+    S = max(1, len(seeds))
+    measured = np.full((C, S), np.nan)
+    final_icl = np.full((C, S), np.nan)
+    final_iwl = np.full((C, S), np.nan)
+    phases: list[list[str]] = [[] for _ in range(C)]
+    seed_pos = {s: k for k, s in enumerate(seeds)}
+    for r in rows:
+        c = int(r["cell"])
+        if not 0 <= c < C:
+            continue
+        s = seed_pos.get(int(r["seed"]), len(phases[c]) % S)
+        measured[c, s] = _float(r.get("measured_transition_step"))
+        final_icl[c, s] = _float(r.get(f"final_{headline}"))
+        final_iwl[c, s] = _float(r.get("final_iwl_acc"))
+        phases[c].append(r.get("measured_phase", "") or "")
+    return measured, final_icl, final_iwl, phases
+
+
+def _group_times(out: Path) -> list[tuple[str, Any, int]]:
+    """(group, training seconds, cells) of each finished group whose result.json reads."""
+    groups = []
+    gdir = out / "groups"
+    if gdir.is_dir():
+        for d in sorted(gdir.glob("g[0-9]*")):
+            rj = d / "result.json"
+            if rj.is_file():
+                try:
+                    info = json.loads(rj.read_text())
+                except (OSError, ValueError):
+                    continue
+                groups.append((d.name, info.get("seconds"), len(info.get("cells", []))))
+    return groups
 
 
 def _pad(items: list[Any], n: int) -> list[tuple[int, Any]]:
@@ -432,7 +444,7 @@ def _boundary(mask: np.ndarray) -> list[list[tuple[float, float]]]:
 
 def _phase_2d(data: dict[str, Any]) -> tuple[Figure, str]:
     axes, shape, C = data["axes"], data["shape"], data["C"]
-    (xn, xv), (yn, yv) = axes[0], axes[1]
+    xv, yv = axes[0][1], axes[1][1]
     extra = axes[2:]
     panels = [()] if not extra else [(k,) + (0,) * (len(extra) - 1) for k in range(len(extra[0][1]))]
     icl_mean = _nanmean(data["final_icl"])
@@ -453,51 +465,15 @@ def _phase_2d(data: dict[str, Any]) -> tuple[Figure, str]:
         idx = _grid(cells, shape, sel).astype(int)
         suffix = ", ".join(f"{n}={v[k]:g}" for (n, v), k in zip(extra, sel, strict=True))
         for col, (name, mean) in enumerate(((data["headline"], icl_mean), ("iwl_acc", iwl_mean))):
-            ax = grid[r, col]
-            z = mean[idx]
-            im = ax.imshow(z.T, origin="lower", cmap="viridis", vmin=0, vmax=1, aspect="auto")
-            fig.colorbar(im, ax=ax, label=f"final {name} (mean over seeds)")
-            for segs, style in ((_boundary(icl_pred_cf[idx]), ":"), (_boundary(icl_pred[idx]), "-")):
-                if segs:
-                    ax.add_collection(LineCollection(segs, colors="white", linewidths=2.2, linestyles=style))
-                    ax.add_collection(LineCollection(segs, colors="red", linewidths=1.2, linestyles=style))
-            for i in range(n0):
-                for j in range(n1):
-                    c = idx[i, j]
-                    val = z[i, j]
-                    colour = "black" if np.isfinite(val) and val > 0.6 else "white"
-                    ax.text(i, j, label[c], ha="center", va="center", fontsize=8, color=colour, fontweight="bold")
-                    if not agree[c]:
-                        ax.add_patch(
-                            plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, ec="red", lw=1.2, ls="--")
-                        )
-                    if c in data["calib"]:
-                        ax.plot(i - 0.32, j + 0.3, marker="s", ms=4, color="orange", mec="black", mew=0.5)
-            ax.set_xticks(range(n0), [f"{v:g}" for v in xv], fontsize=8, rotation=45 if n0 > 6 else 0)
-            ax.set_yticks(range(n1), [f"{v:g}" for v in yv], fontsize=8)
-            ax.set_xlim(-0.5, n0 - 0.5)
-            ax.set_ylim(-0.5, n1 - 0.5)
-            ax.set_xlabel(xn)
-            ax.set_ylabel(yn)
-            ttl = f"measured final {name}"
-            if not icl_pred[idx].any():
-                ttl += " (ICL predicted nowhere)"
-            elif icl_pred[idx].all():
-                ttl += " (ICL predicted everywhere)"
-            ax.set_title(ttl + (f"\n{suffix}" if suffix else ""), fontsize=10)
-    handles = [
-        Line2D([], [], color="red", lw=1.2, ls="-"),
-        Line2D([], [], color="red", lw=1.2, ls=":"),
-        Line2D([], [], color="red", lw=1.2, ls="--", marker="s", mfc="none", ms=8, linestyle="None"),
-        Line2D([], [], color="orange", marker="s", mec="black", ms=5, linestyle="None"),
-    ]
-    labels = [
-        "predicted ICL boundary",
-        "closed-form ICL boundary",
-        "measured phase differs from predicted",
-        "calibration cell",
-    ]
-    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+            marks = {
+                "label": label,
+                "agree": agree,
+                "calib": data["calib"],
+                "pred": icl_pred[idx],
+                "pred_cf": icl_pred_cf[idx],
+            }
+            _phase_panel(fig, grid[r, col], mean[idx], idx, name, marks, axes[:2], suffix)
+    _phase_legend(fig)
     rest = ""
     if len(extra) > 1:
         rest = (
@@ -514,6 +490,58 @@ def _phase_2d(data: dict[str, Any]) -> tuple[Figure, str]:
         "labelled with their values." + rest
     )
     return fig, note
+
+
+def _phase_panel(fig: Figure, ax: Any, z: np.ndarray, idx: np.ndarray, name: str, marks: dict, xy: list, suffix: str):
+    """One panel of the 2-d phase figure: measured final ``name`` (z, (n0, n1)) on the cells ``idx``, the predicted
+    and closed-form boundaries, each cell's measured phases, its disagreement and calibration marks."""
+    (xn, xv), (yn, yv) = xy
+    n0, n1 = len(xv), len(yv)
+    im = ax.imshow(z.T, origin="lower", cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(im, ax=ax, label=f"final {name} (mean over seeds)")
+    for segs, style in ((_boundary(marks["pred_cf"]), ":"), (_boundary(marks["pred"]), "-")):
+        if segs:
+            ax.add_collection(LineCollection(segs, colors="white", linewidths=2.2, linestyles=style))
+            ax.add_collection(LineCollection(segs, colors="red", linewidths=1.2, linestyles=style))
+    for i in range(n0):
+        for j in range(n1):
+            c = idx[i, j]
+            val = z[i, j]
+            colour = "black" if np.isfinite(val) and val > 0.6 else "white"
+            ax.text(i, j, marks["label"][c], ha="center", va="center", fontsize=8, color=colour, fontweight="bold")
+            if not marks["agree"][c]:
+                ax.add_patch(plt.Rectangle((i - 0.42, j - 0.42), 0.84, 0.84, fill=False, ec="red", lw=1.2, ls="--"))
+            if c in marks["calib"]:
+                ax.plot(i - 0.32, j + 0.3, marker="s", ms=4, color="orange", mec="black", mew=0.5)
+    ax.set_xticks(range(n0), [f"{v:g}" for v in xv], fontsize=8, rotation=45 if n0 > 6 else 0)
+    ax.set_yticks(range(n1), [f"{v:g}" for v in yv], fontsize=8)
+    ax.set_xlim(-0.5, n0 - 0.5)
+    ax.set_ylim(-0.5, n1 - 0.5)
+    ax.set_xlabel(xn)
+    ax.set_ylabel(yn)
+    ttl = f"measured final {name}"
+    if not marks["pred"].any():
+        ttl += " (ICL predicted nowhere)"
+    elif marks["pred"].all():
+        ttl += " (ICL predicted everywhere)"
+    ax.set_title(ttl + (f"\n{suffix}" if suffix else ""), fontsize=10)
+
+
+def _phase_legend(fig: Figure) -> None:
+    """The 2-d phase figure's legend of lines and marks."""
+    handles = [
+        Line2D([], [], color="red", lw=1.2, ls="-"),
+        Line2D([], [], color="red", lw=1.2, ls=":"),
+        Line2D([], [], color="red", lw=1.2, ls="--", marker="s", mfc="none", ms=8, linestyle="None"),
+        Line2D([], [], color="orange", marker="s", mec="black", ms=5, linestyle="None"),
+    ]
+    labels = [
+        "predicted ICL boundary",
+        "closed-form ICL boundary",
+        "measured phase differs from predicted",
+        "calibration cell",
+    ]
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
 
 
 def _phase_1d(data: dict[str, Any]) -> tuple[Figure, str]:
