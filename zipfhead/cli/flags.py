@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import re
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ from zipfhead.theory.schedule import Schedule
 from zipfhead.toy_models.config import ModelConfig, TrainConfig
 
 __all__ = [
+    "MODEL_FLAGS",
     "THEORY_FLAGS",
+    "TRAIN_FLAGS",
     "add_config_flags",
     "add_distribution_flags",
     "add_train_flags",
@@ -43,6 +46,7 @@ def _plain(text: str) -> str:
     return text.replace("``", "")
 
 
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """Each field's description in the ``Args:`` or ``Attributes:`` section of ``cls``'s docstring (Google style:
     ``name: text``, continuation lines indented further), as plain text, first sentence only."""
@@ -62,13 +66,6 @@ def field_docs(cls: type) -> dict[str, str]:
         else:  # a blank line or the next section ends this one
             name, section = None, False
     return {k: re.split(r"(?<=[.;])\s+(?=[A-Z(])", _plain(v), maxsplit=1)[0].rstrip(".;") for k, v in docs.items()}
-
-
-def _flag(parser: Any, name: str, kind: type, help_: str) -> None:
-    spellings = [f"--{name}"]
-    if "_" in name:
-        spellings.append(f"--{name.replace('_', '-')}")
-    parser.add_argument(*spellings, dest=name, type=kind, default=None, help=help_)
 
 
 def add_config_flags(parser: Any, configs: Sequence[type], names: Sequence[str], notes: dict[str, str] | None = None):
@@ -93,12 +90,12 @@ def add_config_flags(parser: Any, configs: Sequence[type], names: Sequence[str],
         elif len(set(defaults)) > 1:
             each = (f"{_OWNER_NAMES.get(c, c.__name__)} {d:g}" for c, d in zip(owners, defaults, strict=True))
             help_ += f" [{', '.join(each)}]"
+        spellings = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
         kind = str(fields[0].type).split(" | ")[0]
         if kind == "bool":
-            spellings = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
             parser.add_argument(*spellings, dest=name, action="store_true", help=help_)
         else:
-            _flag(parser, name, _TYPES[kind], help_)
+            parser.add_argument(*spellings, dest=name, type=_TYPES[kind], default=None, help=help_)
 
 
 def add_distribution_flags(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +133,9 @@ def task_from_args(args: argparse.Namespace):
 # --- model and training flags ---------------------------------------------------------------------------------------
 #: the model and optimiser flags the theory reads (``zipfhead predict`` takes these and no others)
 THEORY_FLAGS = frozenset({"task", "n_layers", *(f.name for f in dataclasses.fields(Schedule))})
-_MODEL_FLAGS = ("n_layers", "n_heads", "d_model", "d_head", "layer_norm", "positional", "init_scale")
-_TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "dense_factor")
+#: the model's and the optimiser's fields that ``zipfhead train`` takes as flags
+MODEL_FLAGS = ("n_layers", "n_heads", "d_model", "d_head", "layer_norm", "positional", "init_scale")
+TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "dense_factor")
 #: the defaults that ``zipfhead train`` sets by a rule of its own (see toy_commands.run_config_from_args)
 _TRAIN_NOTES = {
     "positional": "onehot for classification, learned otherwise",
@@ -154,10 +152,10 @@ def add_train_flags(parser: argparse.ArgumentParser, theory_only: bool = False) 
         return [n for n in names if not theory_only or n in THEORY_FLAGS]
 
     parser.add_argument("--task", choices=("classification", "tokens", "markov"), default="classification")
-    add_config_flags(parser.add_argument_group("model"), [ModelConfig], keep(_MODEL_FLAGS), _TRAIN_NOTES)
+    add_config_flags(parser.add_argument_group("model"), [ModelConfig], keep(MODEL_FLAGS), _TRAIN_NOTES)
     g = parser.add_argument_group("training")
     # predict's schedule is the theory's own record (the same fields, defaults and help as TrainConfig's)
-    add_config_flags(g, [Schedule] if theory_only else [TrainConfig], keep(_TRAIN_FLAGS))
+    add_config_flags(g, [Schedule] if theory_only else [TrainConfig], keep(TRAIN_FLAGS))
     if not theory_only:
         g.add_argument(
             "--lrs", type=float, nargs="+", default=None, help="several learning rates: one model per lr x seed"

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from zipfhead.cli.flags import add_distribution_flags, add_train_flags, task_from_args
+from zipfhead.cli.flags import MODEL_FLAGS, TRAIN_FLAGS, add_distribution_flags, add_train_flags, task_from_args
 
 __all__ = ["add_bench_parser", "add_train_parser", "run_config_from_args"]
 
@@ -65,44 +65,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 # --- zipfhead train --------------------------------------------------------------------------------------
 def run_config_from_args(args: argparse.Namespace):
     """The RunConfig that ``zipfhead train``'s flags describe."""
-    from zipfhead.toy_models.model import ModelConfig
-    from zipfhead.toy_models.train import RunConfig, TrainConfig, data_stream
+    from zipfhead.toy_models.config import ModelConfig, RunConfig, TrainConfig, io_shape
 
     task = task_from_args(args)
-    stream = data_stream(task, 0)
-    model_kw = {
-        n: getattr(args, n)
-        for n in ("n_layers", "n_heads", "d_model", "d_head", "positional", "init_scale")
-        if getattr(args, n) is not None
-    }
+    n_ctx, d_vocab, d_vocab_out = io_shape(task)
+    model_kw = {n: getattr(args, n) for n in MODEL_FLAGS if getattr(args, n) is not None}
     model_kw.setdefault("positional", "onehot" if args.task == "classification" else "learned")
     if model_kw["positional"] == "onehot":
-        model_kw.setdefault("d_model", max(64, stream.n_ctx + 32))
-    model = ModelConfig(
-        n_ctx=stream.n_ctx,
-        d_vocab=stream.d_vocab,
-        d_vocab_out=stream.d_vocab_out,
-        layer_norm=args.layer_norm,
-        **model_kw,
-    )
-    train_kw = {
-        n: getattr(args, n)
-        for n in (
-            "optimizer",
-            "lr",
-            "momentum",
-            "beta2",
-            "weight_decay",
-            "decay_on",
-            "warmup_steps",
-            "batch_size",
-            "steps",
-            "eval_every",
-            "eval_size",
-            "sampler",
-        )
-        if getattr(args, n) is not None
-    }
+        model_kw.setdefault("d_model", max(64, n_ctx + 32))
+    model = ModelConfig(n_ctx=n_ctx, d_vocab=d_vocab, d_vocab_out=d_vocab_out, **model_kw)
+    train_kw = {n: getattr(args, n) for n in TRAIN_FLAGS if getattr(args, n) is not None}
     return RunConfig(
         task=task, model=model, train=TrainConfig(**train_kw), seeds=tuple(args.seeds), lrs=tuple(args.lrs or ())
     )
