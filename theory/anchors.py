@@ -1,13 +1,15 @@
 """The published toy models of emergence, as reduced gradient flows: calibration anchors of the machinery.
 
 Two toys, each reduced *exactly* to a few scalars, its flow derived here once with sympy from its loss (taken in
-expectation over the data where there is data), lambdified, and integrated by one adaptive Runge-Kutta kernel
-(Dormand-Prince 5(4)) vectorised over a parameter grid with ``numba.prange``. Time is gradient-flow time
-(learning rate x steps). The derivations are checked step by step in ``proofs_notebooks/03_anchor_toys.py``.
+expectation over the data where there is data), lambdified, and integrated by zipfhead's one ODE integrator
+(:func:`theory.ode.integrate_cells`, adaptive Bogacki-Shampine 3(2), ``numba.prange`` over a parameter grid) as
+its models ``singh`` and ``zucchet``. Time is gradient-flow time (learning rate x steps). The derivations are
+checked step by step in ``proofs_notebooks/03_anchor_toys.py``.
 
-**Plateau length** (both toys): the first time the order parameter O(t) reaches half-way from its initial value
-to its final value 1, O(t) = O(0) + (1 - O(0)) / 2, located inside the step by cubic Hermite interpolation of
-the state. Both order parameters tend to 1 at the global minimum, so the definition needs no fitted asymptote.
+**Plateau length** (both toys): the half-rise transition of the order parameter O(t) (the one rule of
+:mod:`theory.transition`, unsmoothed, on every accepted step) with its end known: both order parameters tend to 1
+at the global minimum, so the plateau ends where O(t) first reaches O(0) + (1 - O(0)) / 2, interpolated linearly
+between the two accepted steps around it, and no fitted asymptote is needed.
 
 Singh et al. 2024, "What needs to go right for an induction head?" (arXiv 2404.07129), three-factor toy
     L = 1/2 mean_{ijk} (a*_i b*_j c*_k - a_i b_j c_k)^2  over vectors a, b, c in R^n.
@@ -61,15 +63,11 @@ from typing import NamedTuple
 
 import numpy as np
 import sympy as sp
-from numba import njit, prange
+from numba import njit
 
 from zipfhead.theory._validate import check_choice, check_int, check_real, check_seed
 
 __all__ = [
-    "DP_A",
-    "DP_B4",
-    "DP_B5",
-    "DP_C",
     "MAX_STEPS",
     "SINGH",
     "ZUCCHET",
@@ -79,13 +77,17 @@ __all__ = [
     "gram_flow",
     "loglog_slope",
     "rank_one_inner",
+    "singh_drift",
     "singh_escape_time",
     "singh_initial_state",
     "singh_plateau",
+    "singh_track",
     "singh_trajectory",
+    "zucchet_drift",
     "zucchet_escape_time",
     "zucchet_key_metric",
     "zucchet_plateau",
+    "zucchet_track",
     "zucchet_trajectory",
 ]
 
@@ -172,34 +174,18 @@ def zucchet_key_metric(key: str) -> sp.Expr:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Dormand-Prince 5(4) tableau (shared with the plain-Python twin of the tests).
+# The flows as models of the one integrator (theory.ode): drift, tracked order parameter, nothing probed.
 # --------------------------------------------------------------------------------------------------------------
-DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-DP_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-DP_B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-DP_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
-_A = np.zeros((7, 7))
-for _i, _row in enumerate(DP_A):
-    _A[_i, : len(_row)] = _row
-_B5, _E = np.array(DP_B5), np.array(DP_B5) - np.array(DP_B4)
-_SAFETY, _GROW, _SHRINK = 0.9, 5.0, 0.2  # the usual step-size controller constants (Hairer, Norsett, Wanner)
-MAX_STEPS = 10_000_000
+MAX_STEPS = 10_000_000  # attempted steps per cell: far above what any tested cell takes (a few thousand)
 
 
 class FlowResult(NamedTuple):
     """A grid integration. Shapes: (C,) for C cells, state (C, S).
 
     ``plateau``: first time the order parameter reached half-way to 1 (NaN if not reached by ``t_max``);
-    ``state``/``time``: where the integration stopped (``t_max``, or the crossing with ``until_crossing``);
-    ``steps``: accepted steps; ``ok``: False where the step budget ran out or the state stopped being finite.
+    ``state``/``time``: where the integration stopped (``t_max``, or the first accepted step at or past the
+    crossing with ``until_crossing``); ``steps``: attempted steps; ``ok``: False where the step budget ran out or
+    the state stopped being finite.
     """
 
     plateau: np.ndarray
@@ -214,166 +200,64 @@ _SINGH_F = njit(sp.lambdify((*SINGH.state, *SINGH.params), SINGH.flow, modules="
 _SINGH_O = njit(sp.lambdify(SINGH.state, SINGH.order, modules="math"))
 _ZUCCHET_F = njit(sp.lambdify((*ZUCCHET.state, *ZUCCHET.params), ZUCCHET.flow, modules="math", cse=True))
 _ZUCCHET_O = njit(sp.lambdify((*ZUCCHET.state, *ZUCCHET.params), ZUCCHET.order, modules="math"))
-_SINGH_ID, _ZUCCHET_ID = 0, 1
 
 
 @njit(cache=True)
-def _rhs(model, y, p, out):  # pragma: no cover - compiled
-    """d(state)/dt. Singh: p = (n, free_a, free_b, free_c), a clamped factor (free = 0) keeps its (x, r).
-    Zucchet: p = (T, d, B, g)."""
-    if model == _SINGH_ID:
-        v = _SINGH_F(y[0], y[1], y[2], y[3], y[4], y[5], p[0])
-        for j in range(6):
-            out[j] = v[j] * p[1 + j % 3]
+def singh_drift(y, data, prm, out):  # pragma: no cover - compiled
+    """d(state)/dt of the three-factor toy, prm = (n, free_a, free_b, free_c): a clamped factor (free = 0) keeps
+    its (x, r). ``data`` is unused (the flow is exact: no cases)."""
+    v = _SINGH_F(y[0], y[1], y[2], y[3], y[4], y[5], prm[0])
+    for j in range(6):
+        out[j] = v[j] * prm[1 + j % 3]
+
+
+@njit(cache=True)
+def singh_track(y, data, prm):  # pragma: no cover - compiled
+    """The order parameter P = x_a x_b x_c."""
+    return _SINGH_O(y[0], y[1], y[2], y[3], y[4], y[5])
+
+
+@njit(cache=True)
+def zucchet_drift(y, data, prm, out):  # pragma: no cover - compiled
+    """d(kappa, w)/dt of the single-location regression, prm = (T, d, B, g)."""
+    u = _ZUCCHET_F(y[0], y[1], prm[0], prm[1], prm[2], prm[3])
+    out[0] = u[0]
+    out[1] = u[1]
+
+
+@njit(cache=True)
+def zucchet_track(y, data, prm):  # pragma: no cover - compiled
+    """The attention mass s on the relevant tokens."""
+    return _ZUCCHET_O(y[0], y[1], prm[0], prm[1], prm[2], prm[3])
+
+
+def _plateau(model: str, y0: np.ndarray, params: np.ndarray, t_max: np.ndarray, until, rtol, atol) -> FlowResult:
+    """C cells through :func:`theory.ode.integrate_cells`: the plateau is the half-rise transition of the order
+    parameter O from O(0) to its known end 1."""
+    from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
+
+    C = y0.shape[0]
+    if model == "singh":
+        order0 = np.array([_SINGH_O(*y) for y in y0])
     else:
-        u = _ZUCCHET_F(y[0], y[1], p[0], p[1], p[2], p[3])
-        out[0] = u[0]
-        out[1] = u[1]
+        order0 = np.array([_ZUCCHET_O(*y, *p) for y, p in zip(y0, params, strict=True)])
+    res = integrate_cells(
+        model, y0, np.zeros((C, 1, 1)), params, order0, t_max[:, None], 0,
+        final=np.ones(C), min_rise=0.0, stop_at_crossing=bool(until), rtol=rtol, atol=atol, max_steps=MAX_STEPS,
+    )  # fmt: skip
+    return FlowResult(res.transition, res.state, res.time, res.steps, res.ok)
 
 
-@njit(cache=True)
-def _order(model, y, p):  # pragma: no cover - compiled
-    """The order parameter: P = x_a x_b x_c (Singh) or the attention mass s on the relevant tokens (Zucchet)."""
-    if model == _SINGH_ID:
-        return _SINGH_O(y[0], y[1], y[2], y[3], y[4], y[5])
-    return _ZUCCHET_O(y[0], y[1], p[0], p[1], p[2], p[3])
+def _trajectory(model: str, y0: np.ndarray, params: np.ndarray, times: np.ndarray, rtol, atol) -> np.ndarray:
+    """The state at ``times`` (non-decreasing, >= 0): (M, S), by the integrator's dense output."""
+    from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
 
-
-@njit(cache=True)
-def _step(model, y, h, p, k, y_new, err_vec):  # pragma: no cover - compiled
-    """One Dormand-Prince step from y with size h: the 5th-order y_new, the error vector, the stages in k."""
-    n_state = y.shape[0]
-    tmp = np.empty(n_state)
-    _rhs(model, y, p, k[0])
-    for st in range(1, 7):
-        for j in range(n_state):
-            acc = y[j]
-            for m in range(st):
-                acc += h * _A[st, m] * k[m, j]
-            tmp[j] = acc
-        _rhs(model, tmp, p, k[st])
-    for j in range(n_state):
-        acc, e = y[j], 0.0
-        for m in range(7):
-            acc += h * _B5[m] * k[m, j]
-            e += h * _E[m] * k[m, j]
-        y_new[j] = acc
-        err_vec[j] = e
-
-
-@njit(cache=True)
-def _crossing(model, y0, y1, f0, f1, h, p, level):  # pragma: no cover - compiled
-    """Fraction theta in (0, 1] of an accepted step at which the order parameter reaches ``level``.
-
-    The state inside the step is the cubic Hermite interpolant of (y0, f0) and (y1, f1) (f1 = f(y1): the
-    tableau's last stage), error O(h^4); theta by 60 bisections (the order parameter is below ``level`` at
-    theta = 0 and at or above it at theta = 1).
-    """
-    n_state = y0.shape[0]
-    tmp = np.empty(n_state)
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        th = 0.5 * (lo + hi)
-        h00 = (1.0 + 2.0 * th) * (1.0 - th) ** 2
-        h10 = th * (1.0 - th) ** 2
-        h01 = th * th * (3.0 - 2.0 * th)
-        h11 = th * th * (th - 1.0)
-        for j in range(n_state):
-            tmp[j] = h00 * y0[j] + h10 * h * f0[j] + h01 * y1[j] + h11 * h * f1[j]
-        if _order(model, tmp, p) >= level:
-            hi = th
-        else:
-            lo = th
-    return hi
-
-
-@njit(cache=True)
-def _integrate(model, y, p, t0, t1, h, rtol, atol, h_max, stop_at, stop_early, max_steps):  # pragma: no cover
-    """Adaptive integration of y (in place) from t0 to t1; with ``stop_early``, stops once order >= stop_at.
-
-    Returns (t reached, next step size, crossing time or NaN, accepted steps, ok).
-    """
-    n_state = y.shape[0]
-    k = np.empty((7, n_state))
-    y_new = np.empty(n_state)
-    err_vec = np.empty(n_state)
-    t, steps, cross = t0, 0, np.nan
-    while t < t1:
-        if steps >= max_steps:
-            return t, h, cross, steps, False
-        h_try = min(h, h_max, t1 - t)
-        _step(model, y, h_try, p, k, y_new, err_vec)
-        err = 0.0
-        for j in range(n_state):
-            sc = atol + rtol * max(abs(y[j]), abs(y_new[j]))
-            err += (err_vec[j] / sc) ** 2
-        err = math.sqrt(err / n_state)
-        if not math.isfinite(err):
-            h = h_try * _SHRINK
-            if h < 1e-300:
-                return t, h, cross, steps, False
-            continue
-        if err <= 1.0:
-            t_new = t + h_try
-            steps += 1
-            if math.isnan(cross) and _order(model, y_new, p) >= stop_at:
-                cross = t + h_try * _crossing(model, y, y_new, k[0], k[6], h_try, p, stop_at)
-                if stop_early:
-                    for j in range(n_state):
-                        y[j] = y_new[j]
-                    return t_new, h_try, cross, steps, True
-            for j in range(n_state):
-                y[j] = y_new[j]
-            t = t_new
-            fac = _GROW if err == 0.0 else min(_GROW, max(_SHRINK, _SAFETY * err**-0.2))
-            h = h_try * fac
-        else:
-            h = h_try * max(_SHRINK, _SAFETY * err**-0.2)
-    return t, h, cross, steps, True
-
-
-@njit(parallel=True, cache=True)
-def _grid(model, y0, params, t_max, rtol, atol, until_crossing, max_steps):  # pragma: no cover - compiled
-    """Integrate C cells in parallel: rows of y0 (C, S) and params (C, P), horizons t_max (C,)."""
-    C, n_state = y0.shape
-    plateau = np.full(C, np.nan)
-    state = y0.copy()
-    time = np.zeros(C)
-    steps = np.zeros(C, dtype=np.int64)
-    ok = np.ones(C, dtype=np.bool_)
-    for c in prange(C):
-        y = state[c]
-        p = params[c]
-        o0 = _order(model, y, p)
-        half = o0 + 0.5 * (1.0 - o0)
-        h_max = t_max[c] / 64.0  # the horizon is sampled at least 64 times
-        t, _, cross, n, good = _integrate(
-            model, y, p, 0.0, t_max[c], 1e-3 * t_max[c], rtol, atol, h_max, half, until_crossing, max_steps
-        )
-        plateau[c] = cross
-        time[c] = t
-        steps[c] = n
-        ok[c] = good
-        for j in range(n_state):
-            if not math.isfinite(y[j]):
-                ok[c] = False
-    return plateau, state, time, steps, ok
-
-
-@njit(cache=True)
-def _trajectory(model, y0, p, times, rtol, atol, max_steps):  # pragma: no cover - compiled
-    """The state at each of ``times`` (non-decreasing): (M, S)."""
-    out = np.empty((times.shape[0], y0.shape[0]))
-    y = y0.copy()
-    t = 0.0
-    h = 1e-3 * max(times[-1], 1e-12)
-    for i in range(times.shape[0]):
-        if times[i] > t:
-            t, h, _, _, _ = _integrate(
-                model, y, p, t, times[i], h, rtol, atol, times[-1] / 64.0, np.inf, False, max_steps
-            )
-        out[i] = y
-    return out
+    unique, where = np.unique(times, return_inverse=True)
+    res = integrate_cells(
+        model, y0[None], np.zeros((1, 1, 1)), params[None], np.zeros(1), unique[None], 0,
+        rtol=rtol, atol=atol, max_steps=MAX_STEPS,
+    )  # fmt: skip
+    return res.ys[0][where]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -459,7 +343,7 @@ def singh_plateau(
     C = y0.shape[0]
     tm = np.broadcast_to(_as_grid("t_max", t_max, 0.0, 1e300, integer=False, low_open=True).reshape(-1), (C,))
     rtol, atol = _tolerances(rtol, atol)
-    return FlowResult(*_grid(_SINGH_ID, y0, params, _kernel_array(tm), rtol, atol, bool(until_crossing), MAX_STEPS))
+    return _plateau("singh", y0, params, _kernel_array(tm), until_crossing, rtol, atol)
 
 
 def singh_trajectory(
@@ -475,9 +359,7 @@ def singh_trajectory(
     y0, params = _singh_grid(state0, n, clamped)
     times = _check_times(times)
     rtol, atol = _tolerances(rtol, atol)
-    return _trajectory(
-        _SINGH_ID, _kernel_array(y0[0]), _kernel_array(params[0]), _kernel_array(times), rtol, atol, MAX_STEPS
-    )
+    return _trajectory("singh", y0[0], params[0], times, rtol, atol)
 
 
 def _check_times(times) -> np.ndarray:
@@ -529,7 +411,7 @@ def zucchet_plateau(
     tm = np.broadcast_to(_as_grid("t_max", t_max, 0.0, 1e300, integer=False, low_open=True).reshape(-1), (C,))
     rtol, atol = _tolerances(rtol, atol)
     y0 = np.tile([kappa0, w0], (C, 1))
-    return FlowResult(*_grid(_ZUCCHET_ID, y0, params, _kernel_array(tm), rtol, atol, bool(until_crossing), MAX_STEPS))
+    return _plateau("zucchet", _kernel_array(y0), params, _kernel_array(tm), until_crossing, rtol, atol)
 
 
 def zucchet_trajectory(
@@ -549,7 +431,7 @@ def zucchet_trajectory(
     times = _check_times(times)
     y0 = np.array([check_real("kappa0", kappa0, -50.0, 50.0), check_real("w0", w0, -1e3, 1e3)])
     rtol, atol = _tolerances(rtol, atol)
-    return _trajectory(_ZUCCHET_ID, y0, _kernel_array(params[0]), _kernel_array(times), rtol, atol, MAX_STEPS)
+    return _trajectory("zucchet", y0, params[0], times, rtol, atol)
 
 
 # --------------------------------------------------------------------------------------------------------------

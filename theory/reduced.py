@@ -519,7 +519,7 @@ def integrate_grid(
     P = y0.shape[1]
     from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
 
-    res, ys, tstar = integrate_cells(
+    res, ys, tstar, *_ = integrate_cells(
         "v1",
         y0,
         data,

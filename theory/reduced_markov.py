@@ -382,7 +382,7 @@ def integrate_markov(
     y0, data, prm, chance, t_out = pack([(cs, i, n2, wd, np.asarray(t, np.float64)) for cs, i, n2, wd, t in cells])
     from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
 
-    rec, ys, tstar = integrate_cells("markov", y0, data, prm, chance, t_out, 3, rtol=rtol, max_steps=max_steps)
+    rec, ys, tstar, *_ = integrate_cells("markov", y0, data, prm, chance, t_out, 3, rtol=rtol, max_steps=max_steps)
     return [
         TrajectoryMarkov(
             t=t_out[i],

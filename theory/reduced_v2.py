@@ -467,7 +467,7 @@ def _restart_recruited(parts: list, taken: dict[int, int], ys, data, prm, chance
     first, last = t_out[idx, :1], t_out[idx, -1:]
     restart = t_out[idx, [taken[i] for i in idx]][:, None]
     t1 = (t_out[idx] - first) * (last - restart) / (last - first)
-    rec1, ys1, tstar1 = integrate_cells("v2", y1, data[idx], prm[idx], chance[idx], t1, 5, **kw)
+    rec1, ys1, tstar1, *_ = integrate_cells("v2", y1, data[idx], prm[idx], chance[idx], t1, 5, **kw)
     parts = list(parts)
     for k, i in enumerate(idx):
         j, t0 = taken[i], t_out[i, taken[i]]
@@ -510,7 +510,7 @@ def integrate_v2(
     from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
 
     scratch = y0.shape[1] + 2
-    rec, ys, tstar = integrate_cells(
+    rec, ys, tstar, *_ = integrate_cells(
         "v2", y0, data, prm, chance, t_out, 5, rtol=rtol, max_steps=max_steps, scratch=scratch
     )
     parts = [(t_out[i], rec[i], ys[i], None if math.isnan(tstar[i]) else float(tstar[i])) for i in range(len(cells))]

@@ -5,7 +5,9 @@ integration steps) makes its *transition* where it first covers half the way fro
 
 1. ``smoothed`` = centred moving average of ``v`` over ``smooth`` points (odd; the window shrinks at the ends;
    ``smooth = 1`` is no smoothing);
-2. ``final`` = mean of the last ``final_window`` raw values (all of them when there are fewer);
+2. ``final`` = mean of the last ``final_window`` raw values (all of them when there are fewer), unless where the
+   curve ends is known in closed form and given (the published anchors' order parameters, which tend to 1 at the
+   global minimum: :mod:`theory.anchors`);
 3. if ``final - chance < min_rise`` the curve never rose: no transition;
 4. ``threshold = chance + (final - chance) / 2``; the transition is the first upward crossing of ``threshold`` by
    ``smoothed``, located by linear interpolation between the two points that bracket it. Its uncertainty is half
@@ -58,18 +60,20 @@ def _smooth_at(v, count, i, half):
 
 
 @nb.njit(cache=True)
-def crossing(t, v, count, chance, min_rise, smooth, final_window):
-    """The half-rise rule on the first ``count`` points of ``t`` (strictly increasing) and ``v``.
+def crossing(t, v, count, chance, min_rise, smooth, final_window, final):
+    """The half-rise rule on the first ``count`` points of ``t`` (strictly increasing) and ``v``; ``final`` is
+    where the curve ends when that is known, NaN to measure it from the last ``final_window`` values.
 
     Returns (time, uncertainty): NaN, NaN when there is no transition; (t[0], inf) when the first point is above.
     """
     if count < 1:
         return math.nan, math.nan
-    fw = min(final_window, count)
-    final = 0.0
-    for j in range(count - fw, count):
-        final += v[j]
-    final /= fw
+    if math.isnan(final):
+        fw = min(final_window, count)
+        final = 0.0
+        for j in range(count - fw, count):
+            final += v[j]
+        final /= fw
     if not final - chance >= min_rise:
         return math.nan, math.nan
     threshold = chance + 0.5 * (final - chance)
@@ -86,7 +90,9 @@ def crossing(t, v, count, chance, min_rise, smooth, final_window):
     return math.nan, math.nan
 
 
-def _check(t, v, smooth: int, final_window: int, chance: float, min_rise: float) -> tuple[np.ndarray, np.ndarray]:
+def _check(
+    t, v, smooth: int, final_window: int, chance: float, min_rise: float, final: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     t = np.ascontiguousarray(t, dtype=np.float64)
     v = np.ascontiguousarray(v, dtype=np.float64)
     if t.ndim != 1 or t.shape != v.shape or t.size == 0:
@@ -101,11 +107,20 @@ def _check(t, v, smooth: int, final_window: int, chance: float, min_rise: float)
         raise ValueError(f"final_window = {final_window!r} is not allowed: it must be an integer >= 1")
     if not (math.isfinite(chance) and math.isfinite(min_rise)):
         raise ValueError(f"chance = {chance!r} and min_rise = {min_rise!r} must be finite")
+    if final is not None and not math.isfinite(final):
+        raise ValueError(f"final = {final!r} is not allowed: it must be finite, or None to measure it")
     return t, v
 
 
 def half_rise(
-    t, values, chance: float, *, smooth: int = 3, final_window: int = 3, min_rise: float = MIN_RISE
+    t,
+    values,
+    chance: float,
+    *,
+    smooth: int = 3,
+    final_window: int = 3,
+    min_rise: float = MIN_RISE,
+    final: float | None = None,
 ) -> Crossing:
     """The transition of a rising curve by the rule of the module docstring.
 
@@ -116,12 +131,14 @@ def half_rise(
         smooth: odd moving-average width (3 for the toys' noisy evaluations, 1 for a noise-free curve).
         final_window: how many last raw values set where the curve ends.
         min_rise: the smallest final rise above chance that counts.
+        final: where the curve ends, when known in closed form (None: the mean of the last ``final_window`` values).
 
     Returns:
         Crossing(time, uncertainty) in the units of ``t``; Crossing(None, None) when there is no transition.
     """
-    t, v = _check(t, values, smooth, final_window, chance, min_rise)
-    time, unc = crossing(t, v, t.size, float(chance), float(min_rise), int(smooth), int(final_window))
+    t, v = _check(t, values, smooth, final_window, chance, min_rise, final)
+    known = math.nan if final is None else float(final)
+    time, unc = crossing(t, v, t.size, float(chance), float(min_rise), int(smooth), int(final_window), known)
     if math.isnan(time):
         return Crossing(None, None)
     return Crossing(float(time), float(unc))

@@ -13,11 +13,11 @@ from zipfhead.theory.transition import crossing, curve_phase_flags, half_rise, s
 from zipfhead.toy_models.measures import transition_step
 
 
-def naive_half_rise(t, v, chance, smooth, final_window, min_rise):
+def naive_half_rise(t, v, chance, smooth, final_window, min_rise, known=None):
     """Twin of the rule, written from the module docstring with lists and no shared helper."""
     n = len(v)
     tail = v[max(0, n - final_window) :]
-    final = sum(tail) / len(tail)
+    final = sum(tail) / len(tail) if known is None else known
     if final - chance < min_rise:
         return None, None
     thr = chance + (final - chance) / 2
@@ -40,14 +40,22 @@ curves = st.integers(2, 40).flatmap(
 
 
 @settings(max_examples=300, deadline=None)
-@given(curves, st.floats(0.0, 0.5), st.sampled_from([1, 3, 5]), st.integers(1, 4), st.floats(0.0, 0.4))
-def test_kernel_matches_its_naive_twin(curve, chance, smooth, final_window, min_rise):
-    """Random curves, spacings, chance levels, smoothing widths and final windows: the Numba rule and the twin give
-    the same transition (1e-9 relative: the same arithmetic in a different order) or both none."""
+@given(
+    curves,
+    st.floats(0.0, 0.5),
+    st.sampled_from([1, 3, 5]),
+    st.integers(1, 4),
+    st.floats(0.0, 0.4),
+    st.none() | st.floats(0.0, 1.0),
+)
+def test_kernel_matches_its_naive_twin(curve, chance, smooth, final_window, min_rise, final):
+    """Random curves, spacings, chance levels, smoothing widths, final windows and (or not) a known end: the Numba
+    rule and the twin give the same transition (1e-9 relative: the same arithmetic in a different order) or both
+    none."""
     gaps, v = curve
     t = np.cumsum(gaps)
-    got = half_rise(t, v, chance, smooth=smooth, final_window=final_window, min_rise=min_rise)
-    want = naive_half_rise(list(t), list(v), chance, smooth, final_window, min_rise)
+    got = half_rise(t, v, chance, smooth=smooth, final_window=final_window, min_rise=min_rise, final=final)
+    want = naive_half_rise(list(t), list(v), chance, smooth, final_window, min_rise, final)
     if want[0] is None:
         assert got == (None, None)
     else:
@@ -64,7 +72,7 @@ def test_toys_and_theory_share_the_rule():
     toy = transition_step(steps, values, 1 / 16)
     rule = half_rise(steps, values, 1 / 16)
     assert (toy.step, toy.uncertainty) == (rule.time, rule.uncertainty)
-    kernel = crossing(steps, values, steps.size, 1 / 16, 0.2, 3, 3)
+    kernel = crossing(steps, values, steps.size, 1 / 16, 0.2, 3, 3, math.nan)
     assert kernel == (rule.time, rule.uncertainty)
     # the logistic's centre is 1400; noise 0.02 on a rise of 0.9 moves the crossing by well under one spacing
     assert abs(toy.step - 1400) < 100
