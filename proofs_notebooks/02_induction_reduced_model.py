@@ -662,13 +662,13 @@ passed("9 transience", 4)
 #    timing of the head, not the early shape of the feature trajectory.
 
 # %%
+from zipfhead.theory._reduced_v2_flow import drift as v2_drift
+from zipfhead.theory._reduced_v2_flow import gradient as v2_gradient
 from zipfhead.theory.predict import load_calibration
 from zipfhead.theory.reduced import CASE_LOSS as V1_LOSS
 from zipfhead.theory.reduced_v2 import CASE_LOSS as V2_LOSS
 from zipfhead.theory.reduced_v2 import CASE_LOSS_DX, COLUMNS, ParamsV2, cases_v2, integrate_v2
 from zipfhead.theory.reduced_v2 import CASE_SYMBOLS as V2_SYMBOLS
-from zipfhead.theory.reduced_v2 import drift as v2_drift
-from zipfhead.theory.reduced_v2 import gradient as v2_gradient
 from zipfhead.theory.reduced_v2 import pack as v2_pack
 
 a2, b2, c2, e2, w2, q2, s2, m2, j2, n2, r2, no2, M2 = V2_SYMBOLS

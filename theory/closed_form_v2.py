@@ -50,10 +50,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
+from zipfhead.theory._reduced_v2_flow import CBIN, CJ, CM, CMM, CN, CNO, CR, W
 from zipfhead.theory._reduced_v2_kernel import case_terms
 from zipfhead.theory.closed_form import match_half
 from zipfhead.theory.distributions import ClassificationTask, Zipf
-from zipfhead.theory.reduced_v2 import CBIN, CJ, CM, CMM, CN, CNO, CR, ParamsV2, W, cases_v2
+from zipfhead.theory.reduced_v2 import ParamsV2, cases_v2
 
 __all__ = ["EscapeV2", "effective_classes", "escape_v2", "saddle_statistics"]
 

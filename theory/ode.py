@@ -26,10 +26,10 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-import zipfhead.theory.anchors as _an  # the models' functions are read by Numba when it compiles, not at import
-import zipfhead.theory.reduced as _v1
-import zipfhead.theory.reduced_markov as _mk
-import zipfhead.theory.reduced_v2 as _v2
+import zipfhead.theory._anchors_flow as _an  # the models' flows, read by Numba when it compiles
+import zipfhead.theory._reduced_flow as _v1
+import zipfhead.theory._reduced_markov_flow as _mk
+import zipfhead.theory._reduced_v2_flow as _v2
 from zipfhead.theory.transition import MIN_RISE, crossing
 
 __all__ = ["MODELS", "Integration", "integrate_cells"]

@@ -53,10 +53,11 @@ import numpy as np
 import sympy as sp
 
 from zipfhead.theory._codegen import kernel_module, write_module
-from zipfhead.theory._reduced_markov_kernel import case_terms
+from zipfhead.theory._reduced_markov_flow import CC, CM, CN, COLUMNS, CR, HEADER, W
 from zipfhead.theory._validate import check_int, check_real
 from zipfhead.theory.distributions import MarkovTask, TokenStreamTask
 from zipfhead.theory.markov import predictor_losses, sample_markov
+from zipfhead.theory.ode import integrate_cells
 from zipfhead.theory.samplers import sample_token_streams
 
 __all__ = [
@@ -103,9 +104,6 @@ def write_kernel() -> None:
 
 
 # --------------------------------------------------------------------------------------------------- data cases
-#: the columns of a case table, in order
-COLUMNS = ("weight", "C", "R", "N", "M")
-W, CC, CR, CN, CM = range(len(COLUMNS))
 #: sampled chains behind a case table, and the seed they are drawn with (fixed: a prediction is a function of the
 #: task). 4000 chains of T = 32 give L(x) to about 0.1% and S = -L'(0) to about 1% (relative standard deviations
 #: over 8 seeds, measured at k = 5, beta = 3, alpha = 0)
@@ -281,54 +279,6 @@ def stream_gain(task: TokenStreamTask) -> float:
     return task.n_triggers * total / (T - 1)
 
 
-# --------------------------------------------------------------------------------------------------- the flow
-# prm layout: noise2, n_rows, unigram loss, bigram loss, weight decay
-NOISE2, NROWS, LUNI, LBI, WD = range(5)
-HEADER = 5
-
-
-@nb.njit(cache=True, fastmath=True)
-def _loss_grad(y, data, prm):
-    """(L, dL/da, dL/db) at state y."""
-    loss = ga = gb = 0.0
-    for i in range(int(prm[NROWS])):
-        w = data[i, W]
-        t = case_terms(y[0], y[1], data[i, CC], data[i, CR], data[i, CN], data[i, CM])
-        loss += w * t[0]
-        ga += w * t[1]
-        gb += w * t[2]
-    return loss, ga, gb
-
-
-@nb.njit(cache=True, fastmath=True)
-def drift(y, data, prm, out):
-    """Adam's normalised flow d / sqrt(d^2 + noise2) of (a, b) (gradient flow when noise2 = 0), with decoupled
-    weight decay."""
-    _, ga, gb = _loss_grad(y, data, prm)
-    noise2 = prm[NOISE2]
-    da, db = -ga, -gb
-    if noise2 > 0.0:
-        da = da / math.sqrt(da * da + noise2)
-        db = db / math.sqrt(db * db + noise2)
-    out[0] = da - prm[WD] * y[0]
-    out[1] = db - prm[WD] * y[1]
-
-
-@nb.njit(cache=True, fastmath=True)
-def track(y, data, prm):
-    """The bigram progress (L(0) - L(x)) / (L(0) - L_Bayes): the curve whose transition is located."""
-    return (prm[LUNI] - _loss_grad(y, data, prm)[0]) / (prm[LUNI] - prm[LBI])
-
-
-@nb.njit(cache=True, fastmath=True)
-def probe(y, data, prm, row):
-    """(bigram progress, loss, match logit x) at state y."""
-    loss = _loss_grad(y, data, prm)[0]
-    row[0] = (prm[LUNI] - loss) / (prm[LUNI] - prm[LBI])
-    row[1] = loss
-    row[2] = y[0] * y[1]
-
-
 @dataclass(frozen=True)
 class TrajectoryMarkov:
     """One integrated cell on its output times: ``t`` (E,) flow times; ``icl`` (E,) the bigram progress (0 at the
@@ -380,8 +330,6 @@ def integrate_markov(
         if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0) or t[0] < 0:
             raise ValueError("t_out must be a 1-d array of at least 2 finite, strictly increasing times >= 0")
     y0, data, prm, chance, t_out = pack([(cs, i, n2, wd, np.asarray(t, np.float64)) for cs, i, n2, wd, t in cells])
-    from zipfhead.theory.ode import integrate_cells  # theory.ode imports this module
-
     rec, ys, tstar, *_ = integrate_cells("markov", y0, data, prm, chance, t_out, 3, rtol=rtol, max_steps=max_steps)
     return [
         TrajectoryMarkov(

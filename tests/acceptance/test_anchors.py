@@ -111,6 +111,13 @@ def assert_twins_agree(res: A.FlowResult, twin) -> None:
     assert res.time[0] == pytest.approx(t, rel=TWIN_RTOL)
 
 
+@pytest.mark.parametrize("model", sorted(A.KERNEL_MODULES))
+def test_generated_kernels_are_current(model):
+    """theory/_<model>_kernel.py is what the derivations above generate (run ``python -m zipfhead.theory.anchors``
+    after changing them)."""
+    assert A.KERNEL_MODULES[model].read_text() == A.kernel_source(model)
+
+
 @st.composite
 def singh_cases(draw):
     n = draw(st.integers(1, 32))

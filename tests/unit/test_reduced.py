@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from tests import naive
 from zipfhead.theory import closed_form as cf
+from zipfhead.theory._reduced_flow import rhs
 from zipfhead.theory._reduced_kernel import case_terms
 from zipfhead.theory.distributions import ClassificationTask
 from zipfhead.theory.reduced import (
     KERNEL_MODULE,
     ReducedParams,
     _pack,
-    _rhs,
     classification_cases,
     integrate,
     kernel_source,
@@ -125,7 +125,7 @@ def test_flow_matches_finite_differences_of_the_naive_objective(task, init, rho,
     y = y0[0] + rng.uniform(0, 1, y0.shape[1])
     G = bin_size.shape[1]
     out = np.zeros(3 + 2 * G)
-    _rhs(y, cases[0], bin_size[0], s[0], iw_rate[0], inv_cap[0], rho_a[0], wd_a[0], out)
+    rhs(y, cases[0], bin_size[0], s[0], iw_rate[0], inv_cap[0], rho_a[0], wd_a[0], out)
     twin = naive.reduced_flow(list(y), cs.table(), list(cs.bin_size), cs.s, cs.iw_rate, inv_cap[0], rho, wd)
     np.testing.assert_allclose(out[: 3 + G], twin, rtol=1e-6, atol=1e-7)
     tr = integrate(cs, prm, np.array([0.0, t_end]), rtol=1e-10, atol=1e-12)

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
+from zipfhead.theory._reduced_markov_flow import drift, probe
 from zipfhead.theory.distributions import MarkovTask, TokenStreamTask
 from zipfhead.theory.markov import predictor_losses, sample_markov
 from zipfhead.theory.predict import Calibration, predict_many
@@ -25,12 +26,10 @@ from zipfhead.theory.reduced_markov import (
     case_loss,
     case_slope,
     closed_form,
-    drift,
     integrate_markov,
     kernel_source,
     markov_cases,
     pack,
-    probe,
     stream_cases,
     stream_gain,
 )

@@ -17,21 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
+from zipfhead.theory._reduced_v2_flow import ADAM_EPS2, COLUMNS, drift, gradient, probe
 from zipfhead.theory.distributions import ClassificationTask
 from zipfhead.theory.predict import load_calibration, predict_many, reduced_params
 from zipfhead.theory.reduced_v2 import (
-    ADAM_EPS2,
-    COLUMNS,
     KERNEL_MODULE,
     ParamsV2,
     cases_v2,
     copy_plateau,
-    drift,
-    gradient,
     integrate_v2,
     kernel_source,
     pack,
-    probe,
     recruitment_index,
 )
 from zipfhead.theory.schedule import Schedule
