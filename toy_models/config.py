@@ -1,5 +1,6 @@
 """The toys' configurations, importable without JAX: the model's shape (:class:`ModelConfig`), the optimiser,
-schedule and evaluation (:class:`TrainConfig`) and a run of M models (:class:`RunConfig`).
+schedule and evaluation (:class:`TrainConfig`), a run of M models (:class:`RunConfig`), and each kind of toy's
+headline measure (:func:`headline_measure`).
 :mod:`toy_models.model` and :mod:`toy_models.train` re-export them; the command line builds its flags from their
 fields and docstrings, and the presets (:mod:`toy_models.presets`) are built from them.
 """
@@ -20,6 +21,7 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
+    "headline_measure",
     "io_shape",
     "shape_signature",
     "task_kind",
@@ -163,6 +165,12 @@ _KIND_OF = {ClassificationTask: "classification", TokenStreamTask: "tokens", Mar
 def task_kind(task: ClassificationTask | TokenStreamTask | MarkovTask) -> str:
     """``classification``, ``tokens`` or ``markov``: the kind of toy a task trains."""
     return _KIND_OF[type(task)]
+
+
+def headline_measure(kind: str) -> str:
+    """The measure whose rise marks the transition: ICL accuracy, accuracy on induction positions, or (Markov
+    chains) the progress from the unigram rung to the Bayes bigram predictor."""
+    return {"classification": "icl_acc", "tokens": "induction_acc", "markov": "bigram_progress"}[kind]
 
 
 def shape_signature(task: ClassificationTask | TokenStreamTask | MarkovTask) -> tuple[int, ...]:

@@ -1,8 +1,13 @@
 """The HTML report of a finished phase-diagram sweep (:mod:`toy_models.sweep`): one self-contained file.
 
-:func:`write_report` reads ``config.json``, ``arrays.npz``, ``summary.csv`` and ``theory.json`` (and, when present,
-the groups' ``result.json`` for their timings) and writes ``report.html`` beside them, the figures embedded as
-base64 PNG (no other file is written or referenced). Sections:
+:func:`render_report` renders the page from a sweep's records (:class:`toy_models.sweep_result.SweepResult` and
+:class:`~toy_models.sweep_result.TheoryComparison`) through the template ``templates/report.html.j2`` (jinja2,
+autoescaped), which holds the page's layout, style and fixed prose; this module computes what it shows (the
+tables' rows, the figures, the counts in the notes). The figures are :func:`phase_figure`,
+:func:`transition_figure` and :func:`curves_figure`, each a matplotlib Figure, embedded in the page as base64 PNG
+(no other file is written or referenced). :func:`write_report` writes ``report.html`` into the run directory,
+from the records :func:`toy_models.sweep.finish` hands it or, given none (``zipfhead report RUN_DIR``), from
+the run's files (:func:`toy_models.sweep_result.load_sweep`). Sections:
 
 1. the sweep: name, axes, seeds, task / model / training settings, time per group;
 2. the held-out prediction errors, the calibration constants and the cells that calibrated them;
@@ -10,23 +15,27 @@ base64 PNG (no other file is written or referenced). Sections:
    predicted boundary of in-context learning and the measured phase of every cell (line plots for one axis);
 4. measured against predicted transition step (log-log, seeds' range as error bars);
 5. per-cell curves of the headline measure, predicted and measured transition steps marked;
-6. the summary table (``summary.csv``).
+6. the summary table (``summary.csv``'s rows).
 
-Only numpy and matplotlib are needed (no JAX): the report can be rebuilt anywhere from the run directory.
+The page shows the records as the run's files hold them (:func:`toy_models.sweep_result.as_written`; the config
+and the theory as ``config.json`` and ``theory.json`` record them), so that the report written at the end of a
+sweep equals, byte for byte, one rendered later from its files. Only numpy, matplotlib and jinja2 are needed (no
+JAX): the report can be rebuilt anywhere from the run directory.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
-import html
+import functools
 import io
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display is assumed
@@ -38,160 +47,180 @@ from matplotlib.lines import Line2D
 
 from zipfhead.theory._io import atomic_write
 from zipfhead.theory.phases import FORMED, LETTERS
+from zipfhead.toy_models.sweep_result import (
+    REQUIRED_FILES,
+    GroupTime,
+    SweepResult,
+    TheoryComparison,
+    as_written,
+    load_sweep,
+    read_group_times,
+    summary_header,
+    summary_rows,
+)
 
-__all__ = ["REQUIRED_FILES", "write_report"]
+__all__ = [
+    "REQUIRED_FILES",
+    "curves_figure",
+    "phase_figure",
+    "render_report",
+    "transition_figure",
+    "write_report",
+]
 
-REQUIRED_FILES = ("config.json", "arrays.npz", "summary.csv", "theory.json")
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1200px; color: #222; line-height: 1.4; padding: 0 1em; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
-th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.calib td { background: #eef4ff; }
-td.mismatch { background: #ffe3e3; }
-img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
-p.note { color: #555; font-size: 0.9em; }
-.scroll { max-height: 40em; overflow: auto; }
-"""
+#: the rows of the held-out scores' table: theory.json's score, and its label
+_SCORE_LABELS = {
+    "median_relative_error": "median relative error of the transition step",
+    "spearman": "Spearman rank correlation (measured vs predicted step)",
+    "phase_agreement_percent": "phase agreement (% of held-out cells)",
+}
 
 
-# --- entry point ---------------------------------------------------------------------------------------------
-def write_report(run_dir: str | Path) -> Path:
+# --- entry points --------------------------------------------------------------------------------------------
+def write_report(
+    run_dir: str | Path, result: SweepResult | None = None, theory: TheoryComparison | None = None
+) -> Path:
     """Write ``run_dir/report.html`` for a finished sweep (written to a temporary file, then renamed).
 
     Args:
         run_dir: the sweep's directory (as written by :func:`toy_models.sweep.finish`).
+        result, theory: the sweep's records, both or neither; neither: read back from ``run_dir``'s files
+            (:func:`toy_models.sweep_result.load_sweep`). The groups' training times are read from ``run_dir``
+            either way.
 
     Returns:
         The path of the report.
 
     Raises:
-        ValueError: ``run_dir`` is not a finished sweep (a file is missing; the message names it).
+        ValueError: ``run_dir`` is not a finished sweep (it does not exist, or a file is missing or does not read;
+            the message names it).
+        TypeError: one of ``result`` and ``theory`` is given without the other.
     """
     out = Path(run_dir)
-    if not out.is_dir():
+    if (result is None) != (theory is None):
+        raise TypeError("give both result and theory, or neither (read from the run directory)")
+    if result is None or theory is None:
+        result, theory, times = load_sweep(out)
+    elif not out.is_dir():
         raise ValueError(f"{out} is not a finished sweep: the directory does not exist")
-    for name in REQUIRED_FILES:
-        if not (out / name).is_file():
-            raise ValueError(f"{out} is not a finished sweep: {name} is missing")
-    data = _load(out)
-    sections = [
-        _section_sweep(data),
-        _section_scores(data),
-        _section_phase(data),
-        _section_transition(data),
-        _section_curves(data),
-        _section_summary(data),
-    ]
-    cfg = data["config"]
-    title = f"Sweep report: {html.escape(str(cfg.get('name', out.name)))}"
-    doc = "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{title}</title>",
-            f"<style>{_CSS}</style></head><body>",
-            f"<h1>{title}</h1>",
-            # the directory's own name, not where it happened to sit: the report moves with its directory
-            f'<p class="note">Run directory: <code>{html.escape(out.resolve().name)}</code></p>',
-            *sections,
-            "</body></html>",
-        ]
-    )
+    else:
+        times = read_group_times(out)
+    # the directory's own name, not where it happened to sit: the report moves with its directory
+    doc = render_report(result, theory, run_name=out.resolve().name, group_times=times)
     return atomic_write(out / "report.html", lambda f: f.write(doc), mode="w")
 
 
-# --- loading -------------------------------------------------------------------------------------------------
-def _load(out: Path) -> dict[str, Any]:
-    """Everything the report shows, read back from a finished run's files (config, theory, arrays, summary)."""
-    config = json.loads((out / "config.json").read_text())
-    theory = json.loads((out / "theory.json").read_text())
-    with np.load(out / "arrays.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    with open(out / "summary.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
-    finals = [c for c in columns if c.startswith("final_") and c != "final_iwl_acc"]
-    headline = finals[0][len("final_") :] if finals else "icl_acc"
+def render_report(
+    result: SweepResult, theory: TheoryComparison, *, run_name: str, group_times: Sequence[GroupTime] = ()
+) -> str:
+    """The report's HTML page (one self-contained document, figures embedded).
+
+    Args:
+        result: the sweep's toys (C cells x S seeds).
+        theory: the theory beside them (C predictions).
+        run_name: the run directory's name, shown under the title.
+        group_times: the groups' training times (:func:`toy_models.sweep_result.read_group_times`).
+
+    Returns:
+        The page, as rendered by the template ``templates/report.html.j2``.
+    """
+    data = _data(result, theory)
+    two_d = len(data["axes"]) >= 2
+    phase = _phase_2d(data) if two_d else _phase_1d(data)
+    context = {
+        "title": f"Sweep report: {result.config.name}",
+        "run_name": run_name,
+        "sweep": _sweep_context(data),
+        "groups": _groups_context(group_times),
+        "scores": _scores_context(data),
+        "phase": {"png": _png(phase), "two_d": two_d, "beyond_third": _beyond_third(data["axes"])},
+        "transition": {"png": _png(_transition_scatter(data)), **_transition_counts(data)},
+        "curves": {"png": _png(_cell_curves(data), dpi=80), "headline": data["headline"]},
+        "summary": _summary_context(data),
+    }
+    return _template().render(context)
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    """The page's template (packaged with this module), every value autoescaped."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("zipfhead.toy_models", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("report.html.j2")
+
+
+# --- figures -------------------------------------------------------------------------------------------------
+def phase_figure(result: SweepResult, theory: TheoryComparison) -> Figure:
+    """The phase diagram: measured final headline and in-weights accuracy (mean over seeds) of the C cells over
+    the first two axes (one row of panels per value of a third axis), with the predicted boundary of in-context
+    learning and each cell's measured phases; for a one-axis sweep, the accuracies and transition steps along it."""
+    data = _data(result, theory)
+    return _phase_2d(data) if len(data["axes"]) >= 2 else _phase_1d(data)
+
+
+def transition_figure(result: SweepResult, theory: TheoryComparison) -> Figure:
+    """Measured (median and range over the S seeds) against predicted transition step of each cell, log-log."""
+    return _transition_scatter(_data(result, theory))
+
+
+def curves_figure(result: SweepResult, theory: TheoryComparison) -> Figure:
+    """One panel per cell (C): the headline measure against step for each seed, predicted and measured transition
+    steps marked."""
+    return _cell_curves(_data(result, theory))
+
+
+def _png(fig: Figure, dpi: int = 100) -> str:
+    """The figure as base64 PNG text (the figure is closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# --- what the page shows -------------------------------------------------------------------------------------
+def _data(result: SweepResult, theory: TheoryComparison) -> dict[str, Any]:
+    """Everything the figures and tables read, from the records as the run's files hold them: per-seed (C, S)
+    arrays, C-long predictions, the config and theory as JSON records them, and the summary table's rows."""
+    written = as_written(result)
+    config = _as_json(result.config.to_dict())
+    th = _as_json(theory.to_dict())
     axes = [(str(n), [float(v) for v in vals]) for n, vals in config["axes"]]
     shape = tuple(len(v) for _, v in axes)
     C = int(np.prod(shape))
-    seeds = [int(s) for s in config.get("seeds", [])]
-    measured, final_icl, final_iwl, phases = _per_seed(rows, headline, C, seeds)
-
-    preds = theory.get("predictions", [])
-    pred_step = np.array([_float(p.get("transition_step")) if p else math.nan for _, p in _pad(preds, C)])
-    pred_phase = [str(p.get("phase", "")) if p else "" for _, p in _pad(preds, C)]
-    pred_phase_cf = [str(p.get("phase_closed_form", "")) if p else "" for _, p in _pad(preds, C)]
-
-    groups = _group_times(out)
+    preds = [p for _, p in _pad(th["predictions"], C)]
+    phases = [[ph for ph in cell if ph] for _, cell in _pad(written.phases, C)]
     return {
-        "out": out,
         "config": config,
-        "theory": theory,
-        "arrays": arrays,
-        "columns": columns,
-        "rows": rows,
-        "headline": headline,
+        "theory": th,
+        "arrays": {"values": written.values, "measures": list(written.measures), "steps": written.steps},
+        "headline": str(result.headline),
         "axes": axes,
         "shape": shape,
         "C": C,
-        "seeds": seeds,
-        "measured": measured,
-        "final_icl": final_icl,
-        "final_iwl": final_iwl,
+        "seeds": [int(s) for s in config["seeds"]],
+        "measured": written.measured,
+        "final_icl": written.finals[:, :, 0],
+        "final_iwl": written.finals[:, :, 1],
         "phases": phases,
-        "pred_step": pred_step,
-        "pred_phase": pred_phase,
-        "pred_phase_cf": pred_phase_cf,
-        "calib": {int(c) for c in theory.get("calibration_cells", [])},
-        "groups": groups,
+        "pred_step": np.array([_float(p.get("transition_step")) if p else math.nan for p in preds]),
+        "pred_phase": [str(p.get("phase") or "") if p else "" for p in preds],
+        "pred_phase_cf": [str(p.get("phase_closed_form") or "") if p else "" for p in preds],
+        "calib": {int(c) for c in th["calibration_cells"]},
+        "summary": (summary_header(result), summary_rows(result, theory)),
     }
 
 
-def _per_seed(rows: list[dict[str, str]], headline: str, C: int, seeds: list[int]):
-    """(measured transition, final headline, final iwl) as (C, S) arrays and the C lists of measured phases, from
-    summary.csv's rows (NaN and empty where a row is missing or malformed)."""
-    S = max(1, len(seeds))
-    measured = np.full((C, S), np.nan)
-    final_icl = np.full((C, S), np.nan)
-    final_iwl = np.full((C, S), np.nan)
-    phases: list[list[str]] = [[] for _ in range(C)]
-    seed_pos = {s: k for k, s in enumerate(seeds)}
-    for r in rows:
-        c = int(r["cell"])
-        if not 0 <= c < C:
-            continue
-        s = seed_pos.get(int(r["seed"]), len(phases[c]) % S)
-        measured[c, s] = _float(r.get("measured_transition_step"))
-        final_icl[c, s] = _float(r.get(f"final_{headline}"))
-        final_iwl[c, s] = _float(r.get("final_iwl_acc"))
-        phases[c].append(r.get("measured_phase", "") or "")
-    return measured, final_icl, final_iwl, phases
+def _as_json(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` as its JSON file holds it (tuples as lists, numpy scalars as numbers)."""
+    return json.loads(json.dumps(d))
 
 
-def _group_times(out: Path) -> list[tuple[str, Any, int]]:
-    """(group, training seconds, cells) of each finished group whose result.json reads."""
-    groups = []
-    gdir = out / "groups"
-    if gdir.is_dir():
-        for d in sorted(gdir.glob("g[0-9]*")):
-            rj = d / "result.json"
-            if rj.is_file():
-                try:
-                    info = json.loads(rj.read_text())
-                except (OSError, ValueError):
-                    continue
-                groups.append((d.name, info.get("seconds"), len(info.get("cells", []))))
-    return groups
-
-
-def _pad(items: list[Any], n: int) -> list[tuple[int, Any]]:
+def _pad(items: Sequence[Any], n: int) -> list[tuple[int, Any]]:
     return [(i, items[i] if i < len(items) else None) for i in range(n)]
 
 
@@ -239,46 +268,36 @@ def _cell_label(axes: list[tuple[str, list[float]]], shape: tuple[int, ...], c: 
     return ", ".join(f"{n}={v[i]:g}" for (n, v), i in zip(axes, idx, strict=True))
 
 
-# --- html helpers --------------------------------------------------------------------------------------------
-def _table(header: list[str], rows: list[list[Any]], row_class: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for k, r in enumerate(rows):
-        cls = f' class="{row_class[k]}"' if row_class and row_class[k] else ""
-        tds = []
-        for v in r:
-            if isinstance(v, tuple):  # (text, td class)
-                text, tdc = v
-                tds.append(f'<td class="{tdc}">{html.escape(text)}</td>')
-            else:
-                num = isinstance(v, int | float) and not isinstance(v, bool)
-                tds.append(
-                    f'<td class="num">{html.escape(_fmt(v))}</td>' if num else f"<td>{html.escape(_fmt(v))}</td>"
-                )
-        body.append(f"<tr{cls}>{''.join(tds)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _img(fig: Figure, alt: str, dpi: int = 100) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    b64 = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
-
-
 def _kv(d: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
     return ", ".join(f"{k} = {_fmt(v)}" for k, v in d.items() if k not in skip)
 
 
-# --- sections ------------------------------------------------------------------------------------------------
-def _section_sweep(data: dict[str, Any]) -> str:
+def _table(header: list[str], rows: list[list[Any]], row_class: list[str] | None = None) -> dict[str, Any]:
+    """A table for the template's ``table`` macro: its header, and per row its class and cells (text, class). A
+    cell given as (text, class) is kept; a number is formatted (:func:`_fmt`) with the class ``num``; anything
+    else is formatted with no class."""
+    body = []
+    for k, r in enumerate(rows):
+        cells = []
+        for v in r:
+            if isinstance(v, tuple):
+                text, cls = v
+            else:
+                text, cls = _fmt(v), "num" if isinstance(v, int | float) and not isinstance(v, bool) else ""
+            cells.append({"text": text, "cls": cls})
+        body.append({"cls": row_class[k] if row_class else "", "cells": cells})
+    return {"header": header, "rows": body}
+
+
+def _sweep_context(data: dict[str, Any]) -> dict[str, Any]:
+    """Section 1: the table of the sweep's settings."""
     cfg = data["config"]
     axes = data["axes"]
+    C, S = data["C"], len(data["seeds"])
     rows: list[list[Any]] = [
         ["name", str(cfg.get("name", ""))],
         ["axes", "; ".join(f"{n} ({len(v)}): {_vals(v)}" for n, v in axes)],
-        ["cells x seeds", f"{data['C']} x {len(data['seeds'])} = {data['C'] * len(data['seeds'])} models"],
+        ["cells x seeds", f"{C} x {S} = {C * S} models"],
         ["seeds", ", ".join(str(s) for s in data["seeds"])],
         ["calibration choice", str(cfg.get("calibration", ""))],
         ["headline measure", data["headline"]],
@@ -288,36 +307,24 @@ def _section_sweep(data: dict[str, Any]) -> str:
     rows.append([f"task ({task.get('kind', '?')})", _kv(task, skip=("kind", *axis_names))])
     rows.append(["model", _kv(cfg.get("model", {}))])
     rows.append(["train", _kv(cfg.get("train", {}))])
-    parts = ["<h2>Sweep</h2>", _table(["setting", "value"], rows)]
-    parts.append(
-        '<p class="note">Task parameters swept as axes are omitted from the task row; the model\'s shapes '
-        "(n_ctx, d_vocab, d_vocab_out) are set per group from each group's task.</p>"
-    )
-    groups = data["groups"]
-    if groups:
-        secs = [s for _, s, _ in groups if isinstance(s, int | float)]
-        total = f"{sum(secs):.1f} s in all" if secs else "no timings"
-        grows = [[name, n, float(s) if isinstance(s, int | float) else None] for name, s, n in groups]
-        parts.append(f"<h3>Training time per group ({len(groups)} group{'s' * (len(groups) != 1)}, {total})</h3>")
-        parts.append(_table(["group", "cells", "seconds"], grows))
-    else:
-        parts.append('<p class="note">No group timings found (groups/gNNN/result.json).</p>')
-    return "\n".join(parts)
+    return {"settings": _table(["setting", "value"], rows)}
 
 
-def _section_scores(data: dict[str, Any]) -> str:
+def _groups_context(groups: Sequence[GroupTime]) -> dict[str, Any]:
+    """Section 1: the groups' training times (no table without groups; seconds None without timings)."""
+    secs = [g.seconds for g in groups if g.seconds is not None]
+    rows = [[g.group, g.cells, g.seconds] for g in groups]
+    return {
+        "count": len(groups),
+        "seconds": sum(secs) if secs else None,
+        "table": _table(["group", "cells", "seconds"], rows) if groups else None,
+    }
+
+
+def _scores_context(data: dict[str, Any]) -> dict[str, Any]:
+    """Section 2: the held-out scores beside the noise ceiling, per seed, and the calibration."""
     th = data["theory"]
     scores = th.get("scores", {})
-    names = {
-        "median_relative_error": "median relative error of the transition step",
-        "spearman": "Spearman rank correlation (measured vs predicted step)",
-        "phase_agreement_percent": "phase agreement (% of held-out cells)",
-    }
-    rows = []
-    for key, label in names.items():
-        d = scores.get(key) or {}
-        rows.append([label, _float(d.get("median")), _float(d.get("min")), _float(d.get("max"))])
-    held = th.get("held_out_cells", [])
     ceil = scores.get("noise_ceiling") or {}
 
     def boot(d: dict[str, Any] | None, value: Any = None) -> list[Any]:
@@ -336,61 +343,32 @@ def _section_scores(data: dict[str, Any]) -> str:
             *boot(ceil.get("median_relative_difference"), ceil.get("median_relative_difference_value")),
         ],
     ]
-    ranked = scores.get("ranked_cells", "?")
-    parts = [
-        "<h2>Held-out prediction errors, beside the noise ceiling</h2>",
-        f"<p>The noise ceiling is how well one seed of the toys predicts another on the same held-out cells: the "
-        f"{ranked} held-out cells in which every seed made a transition (the theory is ranked on those of them where "
-        f"it predicts the head forms: {_fmt((scores.get('spearman_seed_means') or {}).get('cells', '?'))}). "
-        "Intervals are bootstrap 90% intervals over the cells.</p>",
-        _table(["score", "theory", "lo", "hi", "noise ceiling", "lo", "hi"], ceiling_rows),
-        f"<p>Held-out cells: {scores.get('held_out_cells', len(held))}; cells with both a measured and a predicted "
-        f"transition, per seed: {html.escape(_fmt(scores.get('pairs_per_seed', [])))}. Each score below is computed "
-        "per seed over the held-out cells; the table gives its median and range over the seeds.</p>",
-        _table(["score", "median over seeds", "min", "max"], rows),
-        "<h3>Calibration</h3>",
-        f"<p>{html.escape(str(th.get('calibration_note', '')))}</p>",
-    ]
-    cal = th.get("calibration", {})
-    parts.append(_table(["constant", "value"], [[k, v] for k, v in cal.items()]))
+    per_seed = []
+    for key, label in _SCORE_LABELS.items():
+        d = scores.get(key) or {}
+        per_seed.append([label, _float(d.get("median")), _float(d.get("min")), _float(d.get("max"))])
     calib = sorted(data["calib"])
     labels = [f"{c} ({_cell_label(data['axes'], data['shape'], c)})" for c in calib if c < data["C"]]
-    parts.append(f"<p>Calibration cells ({len(calib)}): {html.escape('; '.join(labels) or 'none')}</p>")
-    return "\n".join(parts)
+    return {
+        "ranked": scores.get("ranked_cells", "?"),
+        "ranked_by_theory": _fmt((scores.get("spearman_seed_means") or {}).get("cells", "?")),
+        "ceiling": _table(["score", "theory", "lo", "hi", "noise ceiling", "lo", "hi"], ceiling_rows),
+        "held_out": scores.get("held_out_cells", len(th.get("held_out_cells", []))),
+        "pairs_per_seed": _fmt(scores.get("pairs_per_seed", [])),
+        "per_seed": _table(["score", "median over seeds", "min", "max"], per_seed),
+        "calibration_note": str(th.get("calibration_note", "")),
+        "constants": _table(["constant", "value"], [[k, v] for k, v in th.get("calibration", {}).items()]),
+        "calibration_cells": len(calib),
+        "calibration_labels": "; ".join(labels) or "none",
+    }
 
 
-def _section_phase(data: dict[str, Any]) -> str:
-    parts = ["<h2>Phase diagram</h2>"]
-    if len(data["axes"]) >= 2:
-        fig, note = _phase_2d(data)
-    else:
-        fig, note = _phase_1d(data)
-    parts.append(_img(fig, "phase diagram"))
-    parts.append(f'<p class="note">{note}</p>')
-    return "\n".join(parts)
-
-
-def _section_transition(data: dict[str, Any]) -> str:
-    fig, note = _transition_scatter(data)
-    return "\n".join(
-        ["<h2>Measured vs predicted transition step</h2>", _img(fig, "transition steps"), f'<p class="note">{note}</p>']
-    )
-
-
-def _section_curves(data: dict[str, Any]) -> str:
-    fig = _cell_curves(data)
-    note = (
-        f"{html.escape(data['headline'])} against step, one line per seed. Solid black vertical line: predicted "
-        "transition step (when within the horizon); dashed lines: measured transition step of each seed (its colour). "
-        "Panel titles give the measured (majority over seeds) and predicted phase."
-    )
-    return "\n".join(["<h2>Per-cell curves</h2>", _img(fig, "per-cell curves", dpi=80), f'<p class="note">{note}</p>'])
-
-
-def _section_summary(data: dict[str, Any]) -> str:
-    cols = data["columns"]
-    rows, classes = [], []
-    for r in data["rows"]:
+def _summary_context(data: dict[str, Any]) -> dict[str, Any]:
+    """Section 6: summary.csv's rows, calibration cells' rows and disagreeing phases marked."""
+    cols, rows = data["summary"]
+    cells, classes = [], []
+    for values in rows:
+        r = dict(zip(cols, values, strict=True))
         calib = r.get("calibration_cell", "0") in ("1", "True", "true")
         mismatch = r.get("measured_phase") != r.get("predicted_phase")
         out = []
@@ -400,16 +378,9 @@ def _section_summary(data: dict[str, Any]) -> str:
                 out.append((v, "mismatch"))
             else:
                 out.append((v, "num") if _is_number(v) else (v, ""))
-        rows.append(out)
+        cells.append(out)
         classes.append("calib" if calib else "")
-    return "\n".join(
-        [
-            "<h2>Summary table</h2>",
-            '<p class="note">summary.csv: one row per cell and seed. Blue rows: calibration cells; red: measured and '
-            "predicted phase differ; empty transition: none.</p>",
-            f'<div class="scroll">{_table(cols, rows, classes)}</div>',
-        ]
-    )
+    return {"table": _table(cols, cells, classes)}
 
 
 def _is_number(s: str) -> bool:
@@ -420,7 +391,33 @@ def _is_number(s: str) -> bool:
     return True
 
 
-# --- figures -------------------------------------------------------------------------------------------------
+def _beyond_third(axes: list[tuple[str, list[float]]]) -> list[str]:
+    """The axes after the third, each at its first value (the 2-d phase figure shows them there)."""
+    return [f"{n}={v[0]:g}" for n, v in axes[3:]]
+
+
+def _transition_points(data: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """(median, min, max) of the measured transition steps over the seeds, the predicted step, and which cells
+    have both (each (C,))."""
+    meas = data["measured"]
+    med = _nanreduce(np.nanmedian, meas)
+    lo, hi = _nanreduce(np.nanmin, meas), _nanreduce(np.nanmax, meas)
+    pred = data["pred_step"]
+    ok = np.isfinite(med) & np.isfinite(pred) & (pred > 0) & (med > 0)
+    return med, lo, hi, pred, ok
+
+
+def _transition_counts(data: dict[str, Any]) -> dict[str, int]:
+    """The cells plotted in the transition figure, and those with a transition on one side only."""
+    med, _, _, pred, ok = _transition_points(data)
+    return {
+        "plotted": int(ok.sum()),
+        "only_measured": int((np.isfinite(med) & ~np.isfinite(pred)).sum()),
+        "only_predicted": int((~np.isfinite(med) & np.isfinite(pred)).sum()),
+    }
+
+
+# --- drawing -------------------------------------------------------------------------------------------------
 def _grid(values: np.ndarray, shape: tuple[int, ...], sel: tuple[int, ...]) -> np.ndarray:
     """(n0, n1) slice of a per-cell array at indices ``sel`` of the axes beyond the first two."""
     full = np.asarray(values, dtype=np.float64).reshape(shape)
@@ -442,7 +439,8 @@ def _boundary(mask: np.ndarray) -> list[list[tuple[float, float]]]:
     return segs
 
 
-def _phase_2d(data: dict[str, Any]) -> tuple[Figure, str]:
+def _phase_2d(data: dict[str, Any]) -> Figure:
+    """The phase figure of a sweep of two axes or more (panels per value of a third axis)."""
     axes, shape, C = data["axes"], data["shape"], data["C"]
     xv, yv = axes[0][1], axes[1][1]
     extra = axes[2:]
@@ -474,22 +472,7 @@ def _phase_2d(data: dict[str, Any]) -> tuple[Figure, str]:
             }
             _phase_panel(fig, grid[r, col], mean[idx], idx, name, marks, axes[:2], suffix)
     _phase_legend(fig)
-    rest = ""
-    if len(extra) > 1:
-        rest = (
-            " Axes beyond the third are shown at their first value: "
-            + ", ".join(f"{n}={v[0]:g}" for n, v in extra[1:])
-            + "."
-        )
-    note = (
-        "Colour: measured final accuracy, mean over seeds. Red solid line: predicted boundary of in-context learning "
-        "(cells predicted icl, both or transient on one side); red dotted: the same from the closed forms. "
-        "Letters: measured phase per cell (I = icl, W = iwl, B = both, N = neither, T = transient, D = diverged; "
-        "several letters when seeds differ, most frequent first). Dashed red square: measured (majority) phase "
-        "differs from the predicted phase. Orange square: calibration cell. Axes are drawn at index positions, "
-        "labelled with their values." + rest
-    )
-    return fig, note
+    return fig
 
 
 def _phase_panel(fig: Figure, ax: Any, z: np.ndarray, idx: np.ndarray, name: str, marks: dict, xy: list, suffix: str):
@@ -544,7 +527,8 @@ def _phase_legend(fig: Figure) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
 
 
-def _phase_1d(data: dict[str, Any]) -> tuple[Figure, str]:
+def _phase_1d(data: dict[str, Any]) -> Figure:
+    """The phase figure of a one-axis sweep: final accuracies (left) and transition steps (right) along the axis."""
     (xn, xv) = data["axes"][0]
     n = len(xv)
     x = np.arange(n)
@@ -591,21 +575,13 @@ def _phase_1d(data: dict[str, Any]) -> tuple[Figure, str]:
         ax.set_xticks(x, [f"{v:g}" for v in xv], fontsize=8)
         ax.set_xlim(-0.5, n - 0.5)
         ax.set_xlabel(xn)
-    note = (
-        "Blue background: cells predicted to learn in context (icl, both or transient). Letters above the left panel: "
-        "measured phase (I = icl, W = iwl, B = both, N = neither, T = transient, D = diverged; red when the "
-        "majority differs from the predicted phase). Axis values at index positions."
-    )
-    return fig, note
+    return fig
 
 
-def _transition_scatter(data: dict[str, Any]) -> tuple[Figure, str]:
-    meas = data["measured"]
-    med = _nanreduce(np.nanmedian, meas)
-    lo, hi = _nanreduce(np.nanmin, meas), _nanreduce(np.nanmax, meas)
-    pred = data["pred_step"]
+def _transition_scatter(data: dict[str, Any]) -> Figure:
+    """Measured against predicted transition step, calibration cells marked."""
+    med, lo, hi, pred, ok = _transition_points(data)
     calib = np.array([c in data["calib"] for c in range(data["C"])])
-    ok = np.isfinite(med) & np.isfinite(pred) & (pred > 0) & (med > 0)
     fig, ax = plt.subplots(figsize=(6.0, 5.2), constrained_layout=True)
     if ok.any():
         for mask, style in (
@@ -636,16 +612,11 @@ def _transition_scatter(data: dict[str, Any]) -> tuple[Figure, str]:
     ax.set_xlabel("predicted transition step")
     ax.set_ylabel("measured transition step (median over seeds)")
     ax.set_title("measured vs predicted transition step", fontsize=10)
-    only_m = int((np.isfinite(med) & ~np.isfinite(pred)).sum())
-    only_p = int((~np.isfinite(med) & np.isfinite(pred)).sum())
-    note = (
-        f"{int(ok.sum())} cells plotted; error bars: min to max over the seeds with a measured transition. "
-        f"Cells with a measured transition but none predicted: {only_m}; predicted but never measured: {only_p}."
-    )
-    return fig, note
+    return fig
 
 
 def _cell_curves(data: dict[str, Any]) -> Figure:
+    """The per-cell curves: one panel per cell, in a grid."""
     arrays = data["arrays"]
     values = np.asarray(arrays["values"], dtype=np.float64)  # (C, S, measure, step)
     measures = [str(m) for m in arrays["measures"]]

@@ -1,9 +1,11 @@
 """Phase-diagram sweeps: many toys trained as vmapped batches, measured, and set beside the theory's prediction.
 
 A sweep's configuration (:class:`SweepConfig`), the named presets and grid files live in the JAX-free
-:mod:`toy_models.presets` (re-exported here); this module trains them (:func:`run_sweep`), aggregates the toys
-(:func:`aggregate` -> :class:`SweepResult`), sets the theory beside them (:func:`compare_theory`) and writes the
-files (:func:`finish`).
+:mod:`toy_models.presets`, and its records (:class:`SweepResult`, :class:`TheoryComparison`, the summary table) in
+the JAX-free :mod:`toy_models.sweep_result`, which also reads them back from a run directory (both re-exported
+here); this module trains the toys (:func:`run_sweep`), aggregates them (:func:`aggregate` -> SweepResult), sets
+the theory beside them (:func:`compare_theory` -> TheoryComparison) and writes the files from the records
+(:func:`finish`).
 
 A sweep is a grid of *cells* (one value per axis: distribution parameters such as K, p_B, alpha, eps, B, or the
 learning rate ``lr``) times seeds. Cells whose arrays have the same shapes (same N, D, L; T, V; or T, k) train together
@@ -20,7 +22,8 @@ On disk (``RUN_DIR``):
 * ``summary.csv``: one row per cell and seed (measured and predicted transition step and phase, final accuracies,
   whether the cell calibrated the theory);
 * ``theory.json``: the calibration, the prediction for every cell, and the held-out errors;
-* ``report.html`` (:mod:`toy_models.report`).
+* ``report.html`` (:mod:`toy_models.report`), rendered from the records in memory; ``zipfhead report`` renders it
+  again from the files above.
 
 ``--shard i/n`` trains groups i, i+n, ... only; ``zipfhead merge`` joins the parts' group results into one run.
 """
@@ -35,7 +38,6 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +47,11 @@ from zipfhead.theory._io import atomic_write, remove
 from zipfhead.theory.phases import DIVERGED, FORMED
 from zipfhead.theory.predict import LR_MAX, Calibration, calibrate_rows, measured_phase, predict_many
 from zipfhead.theory.schedule import Observation
+from zipfhead.toy_models.config import headline_measure, task_kind
 from zipfhead.toy_models.presets import PRESETS, SweepConfig, load_grid_file, preset
 from zipfhead.toy_models.scores import score_predictions
-from zipfhead.toy_models.train import (
-    TIMING_PARTS,
-    headline_measure,
-    task_kind,
-)
+from zipfhead.toy_models.sweep_result import SweepResult, TheoryComparison, summary_header, summary_rows
+from zipfhead.toy_models.train import TIMING_PARTS
 
 __all__ = [
     "PRESETS",
@@ -265,70 +265,6 @@ def merge(
 
 
 # --- aggregation, theory, report -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SweepResult:
-    """A finished sweep's toys, aggregated over its groups: what ``arrays.npz``, ``summary.csv`` and the theory's
-    comparison are written from. C cells, S seeds, E regular evaluation steps.
-
-    Attributes:
-        config: the sweep.
-        measures: the names of the recorded measures (M,).
-        steps: (E,) the regular evaluation grid (multiples of eval_every, and the last step).
-        values: (C, S, M, E) every measure on that grid.
-        measured: (C, S) the measured transition step of each model, NaN where no head formed (or it diverged).
-        phases: C lists of S measured phases (:mod:`theory.phases`).
-        finals: (C, S, 2) the final headline and in-weights accuracies (0 where the task has no iwl measure).
-        diverged: (C, S) bool.
-    """
-
-    config: SweepConfig
-    measures: list[str]
-    steps: np.ndarray
-    values: np.ndarray
-    measured: np.ndarray
-    phases: list[list[str]]
-    finals: np.ndarray
-    diverged: np.ndarray
-
-    @property
-    def headline(self) -> str:
-        """The measure whose rise is the transition (:func:`toy_models.train.headline_measure`)."""
-        return headline_measure(task_kind(self.config.task))
-
-
-@dataclass(frozen=True)
-class TheoryComparison:
-    """The theory beside a sweep: its calibration, a prediction per cell, and the scores on the held-out cells.
-
-    Attributes:
-        calibration: the constants used.
-        note: how they were obtained (fitted, given, or the packaged fallback and why).
-        calibration_cells: the cells fitted on (empty when a calibration was given).
-        held_out: the cells scored.
-        predictions: C dicts: transition_step, transition_step_closed_form, phase, phase_closed_form.
-        scores: :func:`toy_models.scores.score_predictions` on the held-out cells.
-    """
-
-    calibration: Calibration
-    note: str
-    calibration_cells: list[int]
-    held_out: list[int]
-    predictions: list[dict[str, Any]]
-    scores: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``theory.json`` layout."""
-        keys = ("transition_step", "transition_step_closed_form", "phase", "phase_closed_form")
-        return {
-            "calibration": dataclasses.asdict(self.calibration),
-            "calibration_note": self.note,
-            "calibration_cells": self.calibration_cells,
-            "held_out_cells": self.held_out,
-            "scores": self.scores,
-            "predictions": [{k: p[k] for k in keys} for p in self.predictions],
-        }
-
-
 def aggregate(out_dir: str | Path) -> SweepResult:
     """Read a sweep's finished groups (``groups/gNNN/result.*``) into one :class:`SweepResult`, with each model's
     measured phase (:func:`theory.predict.measured_phase`) and transition."""
@@ -447,34 +383,12 @@ def write_arrays(out_dir: str | Path, result: SweepResult) -> None:
 
 
 def write_summary_csv(out_dir: str | Path, result: SweepResult, theory: TheoryComparison) -> None:
-    """``summary.csv``: one row per cell and seed, the toys' measurements beside the theory's prediction."""
-    cfg = result.config
-    cells = cfg.cells()
+    """``summary.csv``: one row per cell and seed, the toys' measurements beside the theory's prediction
+    (:func:`toy_models.sweep_result.summary_rows`)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    head = ["cell", *cfg.axis_names, "seed", "calibration_cell", "measured_transition_step", "measured_phase"]
-    writer.writerow(
-        [*head, f"final_{result.headline}", "final_iwl_acc", "predicted_transition_step", "predicted_phase", "diverged"]
-    )
-    for c, cell in enumerate(cells):
-        pred = theory.predictions[c]
-        for s, seed in enumerate(cfg.seeds):
-            m, pt = result.measured[c, s], pred["transition_step"]
-            writer.writerow(
-                [
-                    c,
-                    *[cell[n] for n in cfg.axis_names],
-                    seed,
-                    int(c in theory.calibration_cells),
-                    "" if math.isnan(m) else f"{m:.1f}",
-                    result.phases[c][s],
-                    f"{result.finals[c, s, 0]:.4f}",
-                    f"{result.finals[c, s, 1]:.4f}",
-                    "" if pt is None else f"{pt:.1f}",
-                    pred["phase"],
-                    int(result.diverged[c, s]),
-                ]
-            )
+    writer.writerow(summary_header(result))
+    writer.writerows(summary_rows(result, theory))
     atomic_write(Path(out_dir) / "summary.csv", lambda f: f.write(buf.getvalue()), mode="w")
 
 
@@ -494,5 +408,5 @@ def finish(out_dir: str | Path, calibration: Calibration | None = None) -> dict[
 
     from zipfhead.toy_models.report import write_report
 
-    write_report(out)
+    write_report(out, result, theory)  # from the records in memory, as zipfhead report renders them from the files
     return theory.scores

@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from zipfhead.theory._io import atomic_write, remove
 from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 from zipfhead.toy_models import measures as ms
-from zipfhead.toy_models.config import RunConfig, TrainConfig, shape_signature, task_kind
+from zipfhead.toy_models.config import RunConfig, TrainConfig, headline_measure, shape_signature, task_kind
 from zipfhead.toy_models.model import ModelConfig, forward, init_params
 from zipfhead.toy_models.tasks import (
     ClassificationStream,
@@ -469,12 +469,6 @@ def headline_chance(task: ClassificationTask | TokenStreamTask | MarkovTask) -> 
     if kind == "classification":
         return 1.0 / task.L
     return 0.0 if kind == "markov" else None
-
-
-def headline_measure(kind: str) -> str:
-    """The measure whose rise marks the transition: ICL accuracy, accuracy on induction positions, or (Markov
-    chains) the progress from the unigram rung to the Bayes bigram predictor."""
-    return {"classification": "icl_acc", "tokens": "induction_acc", "markov": "bigram_progress"}[kind]
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------

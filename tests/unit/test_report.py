@@ -1,4 +1,5 @@
-"""The sweep report: a hand-made finished sweep directory (no training) rendered to one self-contained HTML file."""
+"""The sweep report: a hand-made finished sweep directory (no training) rendered to one self-contained HTML file,
+from the run's files or from its records (toy_models.sweep_result) in memory."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import csv
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
+from tests.unit.test_cli import _held_after
 from zipfhead.theory.phases import FORMED
-from zipfhead.toy_models.report import write_report
-from zipfhead.toy_models.sweep import SweepConfig, preset
+from zipfhead.toy_models.report import curves_figure, phase_figure, render_report, transition_figure, write_report
+from zipfhead.toy_models.sweep import SweepConfig, preset, write_arrays, write_summary_csv
+from zipfhead.toy_models.sweep_result import load_sweep, read_group_times, summary_rows
 
 SECTIONS = (
     "Sweep",
@@ -190,3 +195,98 @@ def test_report_missing_file(tmp_path: Path) -> None:
     assert not (out / "report.html").exists()
     with pytest.raises(ValueError, match="does not exist"):
         write_report(tmp_path / "nowhere")
+
+
+def _configs() -> dict[str, tuple[SweepConfig, str]]:
+    """The sweeps of the tests above (two axes, three with a token headline, one), with their headline."""
+    two = dataclasses.replace(preset("demo"), axes=(("K", (64, 256, 1024)), ("p_B", (0.5, 1.0))))
+    base = preset("reddy2024")
+    three = dataclasses.replace(base, axes=(("K", (64, 256)), ("B", (1, 2)), ("eps", (0.0, 0.5))), seeds=(0,))
+    one = dataclasses.replace(preset("demo"), axes=(("K", (64, 256, 1024, 4096)),))
+    return {"two": (two, "icl_acc"), "three": (three, "induction_acc"), "one": (one, "icl_acc")}
+
+
+@pytest.mark.parametrize("name", ["two", "three", "one"])
+def test_records_render_as_the_files_they_are_written_to(tmp_path: Path, name: str) -> None:
+    """Records read back from a run (load_sweep), written to another run's files by the sweep's own writers and
+    rendered from memory (as finish renders them) give the report zipfhead report renders from those files, byte
+    for byte; and they read back unchanged."""
+    cfg, headline = _configs()[name]
+    first = tmp_path / "a" / "run"
+    _fake_sweep(first, cfg, headline=headline)
+    result, theory, times = load_sweep(first)
+    assert result.headline == headline and times == read_group_times(first) and len(times) == len(cfg.groups())
+    out = tmp_path / "b" / "run"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(result.config.to_dict(), indent=2))
+    (out / "theory.json").write_text(json.dumps(theory.to_dict(), indent=2))
+    write_arrays(out, result)
+    write_summary_csv(out, result, theory)
+    shutil.copytree(first / "groups", out / "groups")
+    in_memory = write_report(out, result, theory).read_bytes()
+    assert write_report(out).read_bytes() == in_memory
+    page = render_report(result, theory, run_name="run", group_times=times)
+    assert page.encode() == in_memory
+    again, theory_again, _ = load_sweep(out)
+    assert json.dumps(theory_again.to_dict()) == json.dumps(theory.to_dict())  # NaN scores: compared as JSON
+    assert again.headline == result.headline and again.phases == result.phases
+    for field in ("values", "steps", "measured", "finals", "diverged"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(result, field), err_msg=field)
+
+
+def test_figures_are_matplotlib_figures(tmp_path: Path) -> None:
+    """Each figure function draws from the records and returns a Figure (nothing encoded)."""
+    import matplotlib.pyplot as plt
+
+    for name, (cfg, headline) in _configs().items():
+        out = tmp_path / name / "run"
+        _fake_sweep(out, cfg, headline=headline)
+        result, theory, _ = load_sweep(out)
+        for draw in (phase_figure, transition_figure, curves_figure):
+            fig = draw(result, theory)
+            assert isinstance(fig, Figure) and fig.axes, (name, draw.__name__)
+            plt.close(fig)
+
+
+def test_load_sweep_keeps_missing_rows_empty_and_names_unreadable_files(tmp_path: Path) -> None:
+    """Missing rows of summary.csv read as NaN / "" (and the report is still written); a config.json that is not
+    a sweep config, or a theory.json whose calibration is not one, is a ValueError naming the file."""
+    cfg = dataclasses.replace(preset("demo"), axes=(("K", (64, 256)), ("p_B", (0.5, 1.0))))
+    out = tmp_path / "run"
+    _fake_sweep(out, cfg)
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    with open(out / "summary.csv", "w", newline="") as f:
+        csv.writer(f).writerows([rows[0], *rows[3:], ["x", "1", "2", "0"]])  # cell 0's two seeds gone, one bad row
+    result, theory, _ = load_sweep(out)
+    assert np.isnan(result.measured[0]).all() and np.isnan(result.finals[0]).all() and result.phases[0] == ["", ""]
+    assert not np.isnan(result.finals[1:]).any()
+    assert len(summary_rows(result, theory)) == 4 * 2 - 2  # the missing rows stay missing
+    assert write_report(out).is_file()
+    with pytest.raises(TypeError, match="both"):
+        write_report(out, result=result)
+    recorded = json.loads((out / "theory.json").read_text())
+    recorded["calibration"]["bogus"] = 1.0
+    (out / "theory.json").write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match=r"theory\.json does not read"):
+        load_sweep(out)
+    (out / "config.json").write_text(json.dumps({"name": "broken"}))
+    with pytest.raises(ValueError, match=r"config\.json does not read"):
+        write_report(out)
+
+
+def test_zipfhead_report_imports_no_jax(tmp_path: Path) -> None:
+    """zipfhead report (toy_models.report and the records of toy_models.sweep_result) rebuilds a report without
+    loading JAX or the toys' engine."""
+    out = tmp_path / "run"
+    _fake_sweep(out, dataclasses.replace(preset("demo"), axes=(("K", (64, 256)),)))
+    (out / "report.html").unlink(missing_ok=True)
+    code = (
+        "from zipfhead.cli import main\n"
+        f"code = main(['report', {str(out)!r}])\n"
+        "import zipfhead.toy_models.sweep_result\n"
+        "print('CODE', code, file=sys.stderr)\n"
+    )
+    err = _held_after(code)
+    assert "CODE 0" in err and "HELD []" in err, err[-2000:]
+    assert (out / "report.html").is_file()

@@ -89,6 +89,19 @@ def test_sweep_writes_results_theory_and_report(reference):
         assert str(out.parent) not in (out / name).read_text(), name
 
 
+def test_zipfhead_report_rerenders_the_report_the_sweep_wrote(reference, tmp_path):
+    """finish renders report.html from its records in memory; zipfhead report renders it again from the run's files
+    (toy_models.sweep_result.load_sweep): the two are equal byte for byte."""
+    import shutil
+
+    out, _, _ = reference
+    copy = tmp_path / "run"  # the same directory name: the report shows it
+    shutil.copytree(out, copy)
+    (copy / "report.html").unlink()
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.html").read_bytes() == (out / "report.html").read_bytes()
+
+
 def test_a_given_calibration_is_used_unchanged_and_scores_every_cell(reference, tmp_path, capsys):
     """sweep --calibration FILE on a finished sweep: nothing is fitted, the file's constants predict, every cell
     is scored; a sweep's theory.json is accepted as the file (its fitted constants). In-process: the groups are
