@@ -21,7 +21,15 @@ from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask
 from zipfhead.toy_models.model import ModelConfig
 from zipfhead.toy_models.sweep import format_profile, preset
 from zipfhead.toy_models.tasks import ClassificationStream, derive_seed
-from zipfhead.toy_models.train import RunConfig, TrainConfig, device_sampler_consts, engine_for, sharders, stack_chunks
+from zipfhead.toy_models.train import (
+    RunConfig,
+    TrainConfig,
+    data_streams,
+    device_sampler_consts,
+    engine_for,
+    sharders,
+    stack_chunks,
+)
 
 __all__ = ["bench_sweep", "bench_training", "format_sweep", "matmul_peak", "model_flops"]
 
@@ -67,7 +75,7 @@ def model_flops(cfg: ModelConfig, batch: int, T: int) -> float:
 
 def _setup(run: RunConfig, steps: int):
     eng = engine_for(run)
-    streams = run.streams()
+    streams = data_streams(run)
     means = [s.means() for s in streams]
     keys = jnp.stack([jax.random.PRNGKey(derive_seed(s, "init")) for s in run.model_seeds])
     state = eng.init(keys, jnp.asarray(run.model_lrs, jnp.float32), jnp.asarray(run.model_weight_decays, jnp.float32))
@@ -117,7 +125,7 @@ def bench_training(quick: bool = False) -> dict[str, Any]:
     ]
     # Data: the time to draw one step's batch against one step's training, at the default classification size.
     run = _classification_run(1)
-    stream = run.streams()[0]
+    stream = data_streams(run)[0]
     means = stream.means()
     t_data = _median(lambda: stream.train_chunk(means, 0, steps, run.train.batch_size), repeats) / steps
     t_step = 1.0 / _steps_per_second(run, steps, repeats)
@@ -200,7 +208,7 @@ def bench_sampling(run: RunConfig, steps: int, repeats: int) -> dict[str, Any]:
     """A chunk of ``steps`` training steps of ``run``'s models end to end: the host path (draw every model's batches
     with the Numba samplers, transfer, train) against the device path (the JAX samplers inside the chunk)."""
     host_eng, host_state, _ = _setup(run, steps)
-    streams = run.streams()
+    streams = data_streams(run)
     means = [s.means() for s in streams]
     on_models, on_scan = sharders(len(streams))
     held = {"host": host_state}

@@ -277,12 +277,6 @@ class RunConfig:
             return [t for t in self.tasks for _ in self.seeds]
         return [self.task] * len(self.model_seeds)
 
-    def streams(self) -> list[Any]:
-        """The data stream of each model (:mod:`toy_models.tasks`; imports JAX)."""
-        from zipfhead.toy_models.train import data_stream
-
-        return [data_stream(t, s) for t, s in zip(self.model_tasks, self.model_seeds, strict=True)]
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (inverse: :meth:`from_dict`)."""
         return {

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from zipfhead.toy_models.model import forward
 from zipfhead.toy_models.tasks import classification_inputs
-from zipfhead.toy_models.train import RunResult, headline_measure
+from zipfhead.toy_models.train import RunResult, data_streams, headline_measure
 
 __all__ = ["attention", "close", "curves"]
 
@@ -61,7 +61,7 @@ def attention(result: RunResult, model: int = 0) -> Figure:
     """Attention pattern of every head of one model at the end of training, on one evaluation sequence."""
     run = result.run
     params = _select(result.state["params"], model)
-    stream = run.streams()[model]
+    stream = data_streams(run)[model]
     sets = stream.eval_sets(stream.means(), 1)
     if run.kind == "classification":
         s = sets["icl"]

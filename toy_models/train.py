@@ -52,7 +52,17 @@ from zipfhead.toy_models.tasks import (
     derive_seed,
 )
 
-__all__ = ["RunConfig", "TrainConfig", "engine_for", "shape_signature", "sharders", "stack_chunks", "train"]
+__all__ = [
+    "RunConfig",
+    "TrainConfig",
+    "data_stream",
+    "data_streams",
+    "engine_for",
+    "shape_signature",
+    "sharders",
+    "stack_chunks",
+    "train",
+]
 
 #: the parts of a run's wall time that :attr:`RunResult.timings` records, in the loop's order
 TIMING_PARTS = ("setup", "first_chunk", "data", "train_wait", "evaluate", "checkpoint", "other")
@@ -117,6 +127,11 @@ def data_stream(task: ClassificationTask | TokenStreamTask | MarkovTask, seed: i
     """The data stream of one model on ``task`` (:mod:`toy_models.tasks`)."""
     cls = {"classification": ClassificationStream, "tokens": TokenStream, "markov": MarkovStream}[task_kind(task)]
     return cls(task, seed)
+
+
+def data_streams(run: RunConfig) -> list[ClassificationStream | TokenStream | MarkovStream]:
+    """The data stream of each of the run's M models (its task and seed), in model order."""
+    return [data_stream(t, s) for t, s in zip(run.model_tasks, run.model_seeds, strict=True)]
 
 
 def _loss_fn(cfg: ModelConfig, kind: str, L: int) -> Callable:
@@ -606,7 +621,7 @@ class _Loop:
         self.t_setup = time.perf_counter()
         self.clock = dict.fromkeys(TIMING_PARTS[1:-1], 0.0)  # the parts between setup and other
         self.run, self.out, self.tcfg = run, out, run.train
-        self.streams = run.streams()
+        self.streams = data_streams(run)
         self.engine = engine_for(run)
         self.M = len(self.streams)
         self.means = [s.means() for s in self.streams]
