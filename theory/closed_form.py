@@ -146,15 +146,19 @@ def _bins(task: ClassificationTask, max_bins: int = 32) -> tuple[np.ndarray, np.
 
 
 def _memorisation(task: ClassificationTask, params: ReducedParams, max_bins: int = 32):
-    """(per-class probability (G,), class counts (G,), memorisable (G,) bool, rate (G,)) over geometric rank bins."""
-    key = (task.K, task.alpha, task.q, task.eps, task.L, params.D, params.kappa, params.iw_speed, params.optimizer)
-    return _memorisation_cached(*key, params.batch, max_bins)
+    """(per-class probability (G,), class counts (G,), memorisable (G,) bool, rate (G,)) over geometric rank bins.
+
+    Cached on the fields it reads: the task and params are rebuilt from those alone (N, B, p_B, the initial
+    state, ... at their defaults), so that cells differing only elsewhere share one entry."""
+    key_task = ClassificationTask(K=task.K, N=1, L=task.L, B=1, alpha=task.alpha, q=task.q, eps=task.eps)
+    key_params = ReducedParams(
+        D=params.D, kappa=params.kappa, iw_speed=params.iw_speed, optimizer=params.optimizer, batch=params.batch
+    )
+    return _memorisation_cached(key_task, key_params, max_bins)
 
 
 @lru_cache(maxsize=4096)
-def _memorisation_cached(K, alpha, q, eps, L, D, kappa, iw_speed, optimizer, batch, max_bins):
-    task = ClassificationTask(K=K, N=1, L=L, B=1, alpha=alpha, q=q, eps=eps)
-    params = ReducedParams(D=D, kappa=kappa, iw_speed=iw_speed, optimizer=optimizer, batch=batch)
+def _memorisation_cached(task: ClassificationTask, params: ReducedParams, max_bins: int):
     sizes, masses = _bins(task, max_bins)
     p = masses / sizes
     s = 1.0 / (1.0 + task.eps**2)
