@@ -27,7 +27,7 @@ from zipfhead.theory.markov import predictor_losses, sample_markov
 from zipfhead.theory.samplers import class_means, sample_classification, sample_repeated_tokens, sample_token_streams
 from zipfhead.toy_models.config import io_shape
 
-__all__ = ["ClassificationStream", "MarkovStream", "TokenStream", "classification_inputs", "derive_seed"]
+__all__ = ["ClassificationStream", "DataStream", "MarkovStream", "TokenStream", "classification_inputs", "derive_seed"]
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -57,31 +57,51 @@ def classification_inputs(items: jnp.ndarray, labels: jnp.ndarray, L: int) -> jn
 
 
 @dataclass(frozen=True)
-class ClassificationStream:
-    """The in-context classification data of one model: task, class means and seeds.
+class DataStream:
+    """What every data stream shares: its task, its run seed, and the model shapes the task fixes.
 
     Attributes:
         task: the distribution.
         seed: the run seed; class means, training and evaluation streams use seeds derived from it.
     """
 
-    task: ClassificationTask
+    task: ClassificationTask | TokenStreamTask | MarkovTask
     seed: int
 
     @property
     def n_ctx(self) -> int:
-        """Sequence length 2N + 1 (:func:`toy_models.config.io_shape`)."""
+        """Model context: 2N + 1 (classification), T - 1 (tokens and chains: inputs tokens[:-1];
+        :func:`toy_models.config.io_shape`)."""
         return io_shape(self.task)[0]
 
     @property
     def d_vocab(self) -> int:
-        """Input vector width D + L."""
+        """Input width: D + L (an item vector and a one-hot label), or the vocabulary."""
         return io_shape(self.task)[1]
 
     @property
     def d_vocab_out(self) -> int:
-        """Output classes: the L labels."""
+        """Output classes: the L labels, or the vocabulary."""
         return io_shape(self.task)[2]
+
+    def means(self) -> np.ndarray | None:
+        """Data drawn once per stream and passed to every chunk: none for token streams and chains."""
+        return None
+
+    def train_chunk(self, means: Any, step0: int, n_steps: int, batch: int) -> dict[str, np.ndarray]:
+        """The training batches of steps step0 .. step0 + n_steps - 1, each array (n_steps, batch, ...)."""
+        raise NotImplementedError(f"{type(self).__name__} draws no training data")
+
+    def eval_sets(self, means: Any, size: int) -> dict[str, dict[str, np.ndarray]]:
+        """Fixed evaluation sets by name, each of ``size`` sequences."""
+        raise NotImplementedError(f"{type(self).__name__} has no evaluation sets")
+
+
+@dataclass(frozen=True)
+class ClassificationStream(DataStream):
+    """The in-context classification data of one model: task, class means and seeds."""
+
+    task: ClassificationTask
 
     def means(self) -> np.ndarray:
         """(K, D) class means."""
@@ -110,27 +130,10 @@ class ClassificationStream:
 
 
 @dataclass(frozen=True)
-class TokenStream:
+class TokenStream(DataStream):
     """The token-stream data of one model (Bietti et al. 2023 with a Zipf marginal)."""
 
     task: TokenStreamTask
-    seed: int
-
-    @property
-    def n_ctx(self) -> int:
-        """Model context T - 1 (inputs tokens[:-1]; :func:`toy_models.config.io_shape`)."""
-        return io_shape(self.task)[0]
-
-    @property
-    def d_vocab(self) -> int:
-        return io_shape(self.task)[1]
-
-    @property
-    def d_vocab_out(self) -> int:
-        return io_shape(self.task)[2]
-
-    def means(self) -> None:
-        return None
 
     def train_chunk(self, _means: Any, step0: int, n_steps: int, batch: int) -> dict[str, np.ndarray]:
         """Token batches (n, b, T) (next-token training uses every position, so no mask is needed)."""
@@ -149,27 +152,10 @@ class TokenStream:
 
 
 @dataclass(frozen=True)
-class MarkovStream:
+class MarkovStream(DataStream):
     """The in-context Markov-chain data of one model (Edelman et al. 2024, with a Zipf base measure)."""
 
     task: MarkovTask
-    seed: int
-
-    @property
-    def n_ctx(self) -> int:
-        """Model context T - 1 (inputs tokens[:-1]; :func:`toy_models.config.io_shape`)."""
-        return io_shape(self.task)[0]
-
-    @property
-    def d_vocab(self) -> int:
-        return io_shape(self.task)[1]
-
-    @property
-    def d_vocab_out(self) -> int:
-        return io_shape(self.task)[2]
-
-    def means(self) -> None:
-        return None
 
     def train_chunk(self, _means: Any, step0: int, n_steps: int, batch: int) -> dict[str, np.ndarray]:
         """State sequences (n, b, T) int32: each its own chain, next-state training at every position."""

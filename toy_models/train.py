@@ -46,6 +46,7 @@ from zipfhead.toy_models.config import RunConfig, TrainConfig, headline_measure,
 from zipfhead.toy_models.model import ModelConfig, forward, init_params
 from zipfhead.toy_models.tasks import (
     ClassificationStream,
+    DataStream,
     MarkovStream,
     TokenStream,
     classification_inputs,
@@ -123,13 +124,13 @@ DIVERGENCE_FACTOR = 10.0
 
 # --- losses --------------------------------------------------------------------------------------------------
 #: the training kind of each data family: what the model reads and where its loss is taken
-def data_stream(task: ClassificationTask | TokenStreamTask | MarkovTask, seed: int):
+def data_stream(task: ClassificationTask | TokenStreamTask | MarkovTask, seed: int) -> DataStream:
     """The data stream of one model on ``task`` (:mod:`toy_models.tasks`)."""
     cls = {"classification": ClassificationStream, "tokens": TokenStream, "markov": MarkovStream}[task_kind(task)]
     return cls(task, seed)
 
 
-def data_streams(run: RunConfig) -> list[ClassificationStream | TokenStream | MarkovStream]:
+def data_streams(run: RunConfig) -> list[DataStream]:
     """The data stream of each of the run's M models (its task and seed), in model order."""
     return [data_stream(t, s) for t, s in zip(run.model_tasks, run.model_seeds, strict=True)]
 
