@@ -442,7 +442,7 @@ check("participation", demo[(2048, 1.0)] < chan[(0.5, 1.0)] < demo[(4096, 1.0)],
 # Adam divides each coordinate's mean gradient by the root mean square of its minibatch gradients. In v2 the
 # circuit strengths (a, b, c) now take that noise from the data: one sample's gradient on a or b varies as the
 # cases' sensitivity to the match, so the floor is spread x E_case[(dl/dx)^2] / batch (E_case[(dl/dc)^2] for c;
-# `theory.reduced_v2.drift`, derived in notebook 02, section 11). The burstiness moves that floor as it moves the
+# `theory._reduced_v2_flow.drift`, derived in notebook 02, section 11). The burstiness moves that floor as it moves the
 # signal (the i.i.d. and memorised cases carry neither), so B and p_B enter the speed only as the square root of
 # the fraction of sequences that teach the circuit; the item gain e^2 multiplies the signal only, so the K clock
 # stays. The spread is fitted by the demo's own rule (`calibrate_rows` on its 4 calibration cells, with the time

@@ -7,7 +7,7 @@ import math
 
 import numba as nb
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, error_model="numpy")
 def singh_terms(x_a, x_b, x_c, r_a, r_b, r_c, n):  # noqa: PLR0913
     x0 = 1/n
     x1 = r_b*r_c

@@ -7,7 +7,7 @@ import math
 
 import numba as nb
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, error_model="numpy")
 def zucchet_terms(kappa, w, T, d, B, g):  # noqa: PLR0913
     x0 = math.exp(kappa)
     x1 = B*x0

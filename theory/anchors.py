@@ -216,7 +216,9 @@ def kernel_source(model: str) -> str:
     m = {"singh": SINGH, "zucchet": ZUCCHET}[check_choice("model", model, tuple(KERNEL_MODULES))]
     command = "python -m zipfhead.theory.anchors"
     names = f"{model.upper()}.flow and {model.upper()}.order"
-    return kernel_module(command, names, f"{model}_terms", (*m.flow, m.order), (*m.state, *m.params))
+    # no fastmath: Zucchet's flow overflows for large kappa, and the integrator must see the NaN to reject the step
+    exprs, args = (*m.flow, m.order), (*m.state, *m.params)
+    return kernel_module(command, names, f"{model}_terms", exprs, args, fastmath=False)
 
 
 def write_kernels() -> None:

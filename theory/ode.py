@@ -95,8 +95,8 @@ def _append(track_t, track_v, count, t, v):
 @nb.njit(cache=True)
 def _integrate_one(model, y, data, prm, rule, t_out, tol, max_steps, scratch, rec, ys):
     """One cell, ``y`` (P,) integrated in place to where it stopped; ``rule`` = (chance, min_rise, final, stop)
-    and ``tol`` = (rtol, atol). Returns (attempted steps, time reached, transition time or NaN). Outputs past the
-    stop are NaN.
+    and ``tol`` = (rtol, atol). Returns (attempted steps, time reached, transition time or NaN, whether it reached
+    its last output or its crossing). Outputs past the stop are NaN.
 
     One function on purpose (about 70 lines): the step, its error control, the dense output and the tracked curve
     share the loop's local state (y, the four stages, h, t, the next output index); split into compiled helpers
@@ -121,6 +121,7 @@ def _integrate_one(model, y, data, prm, rule, t_out, tol, max_steps, scratch, re
         j += 1
     h = max(t_out[-1] * 1e-6, 1e-9)
     steps = 0
+    stopped = failed = False
     while j < t_out.shape[0] and steps < max_steps:
         h = min(h, t_out[-1] - t)
         for p in range(P):
@@ -138,6 +139,9 @@ def _integrate_one(model, y, data, prm, rule, t_out, tol, max_steps, scratch, re
             ratio = abs(e) / (atol + rtol * max(abs(y[p]), abs(y_new[p])))
             err = max(err, ratio) if math.isfinite(ratio) else math.inf  # a non-finite stage rejects the step
         steps += 1
+        if not math.isfinite(err) and h <= 1e-12:
+            failed = True  # not finite even at the smallest step: the flow has left the finite range
+            break
         if err <= 1.0 or h <= 1e-12:
             t_new = t + h
             while j < t_out.shape[0] and t_out[j] <= t_new:
@@ -158,25 +162,28 @@ def _integrate_one(model, y, data, prm, rule, t_out, tol, max_steps, scratch, re
             v = _track(model, y, data, prm)
             track_t, track_v, count = _append(track_t, track_v, count, t, v)
             if stop and v >= level:
+                stopped = True
                 break
         h = h * min(5.0, max(0.2, 0.9 * (1.0 / max(err, 1e-10)) ** (1.0 / 3.0)))
+    done = (j == t_out.shape[0] or stopped) and not failed
     for jj in range(j, t_out.shape[0]):
         rec[jj, :] = math.nan
         ys[jj, :] = math.nan
-    return steps, t, crossing(track_t, track_v, count, chance, min_rise, 1, 1, final)[0]
+    return steps, t, crossing(track_t, track_v, count, chance, min_rise, 1, 1, final)[0], done
 
 
 @nb.njit(cache=True, parallel=True)
 def _integrate_many(model, y, data, prm, rules, t_out, tol, max_steps, scratch, rec, ys):
     n = y.shape[0]
     steps = np.zeros(n, dtype=np.int64)
-    time = np.zeros(n)
-    tstar = np.zeros(n)
+    time = np.full(n, np.nan)
+    tstar = np.full(n, np.nan)
+    done = np.zeros(n, dtype=np.bool_)
     for i in nb.prange(n):
-        steps[i], time[i], tstar[i] = _integrate_one(
+        steps[i], time[i], tstar[i], done[i] = _integrate_one(
             model, y[i], data[i], prm[i], rules[i], t_out[i], tol, max_steps, scratch, rec[i], ys[i]
         )
-    return steps, time, tstar
+    return steps, time, tstar, done
 
 
 class Integration(NamedTuple):
@@ -191,7 +198,8 @@ class Integration(NamedTuple):
             or where its step budget ran out.
         state: (n, P) the state there.
         steps: (n,) attempted steps.
-        ok: (n,) False where the step budget ran out or the state stopped being finite.
+        ok: (n,) False where the step budget ran out before the last output (or the crossing), or the state
+            stopped being finite (a step whose error is not finite even at the smallest step size ends the cell).
     """
 
     rec: np.ndarray
@@ -230,8 +238,9 @@ def integrate_cells(
         final: (n,) where each tracked curve ends when that is known in closed form (the anchors' order
             parameters: 1); None measures it from the curve (the rule's ``final``).
         min_rise: the smallest rise of the tracked curve above ``chance`` that counts as a transition.
-        stop_at_crossing: stop each cell on the first accepted step at or past its transition level (needs
-            ``final``); its later outputs are NaN.
+        stop_at_crossing: stop each cell on the first accepted step at or past its transition level
+            chance + (final - chance) / 2 (needs ``final``); its later outputs are NaN. The level does not look at
+            ``min_rise``: a cell that rises less stops there too, with no transition.
         scratch: the drift's ``out`` length (default P).
         rtol, atol: per-variable error targets (the largest ratio over the variables is controlled); max_steps:
             per-cell cap on attempted steps.
@@ -253,7 +262,7 @@ def integrate_cells(
     rules[:, 2] = np.nan if final is None else final
     rules[:, 3] = float(stop_at_crossing)
     state = np.array(y0, dtype=np.float64, order="C", copy=True)
-    steps, time, tstar = _integrate_many(
+    steps, time, tstar, done = _integrate_many(
         MODELS[model],
         state,
         np.ascontiguousarray(data, dtype=np.float64),
@@ -266,5 +275,5 @@ def integrate_cells(
         rec,
         ys,
     )
-    ok = (steps < max_steps) & np.all(np.isfinite(state), axis=1)
+    ok = done & np.all(np.isfinite(state), axis=1)
     return Integration(rec, ys, tstar, time, state, steps, ok)

@@ -18,8 +18,9 @@ from zipfhead.theory import anchors as A
 from zipfhead.theory.ode import integrate_cells
 
 SLOPE_TOL = 0.1  # the issue's tolerance on every log-log slope
-# Numba and the twin run the same algorithm on the same cse'd expressions, but not bit for bit: Numba turns x**3
-# into products where Python calls pow. The step controller reads those ulps through the error estimate, a
+# Numba and the twin run the same algorithm on the same sympy expressions, but not bit for bit: the kernel is the
+# generated theory/_<model>_kernel.py (sympy.cse, Numba turns x**3 into products), the twin sympy's lambdify (its
+# own cse, Python's pow). The step controller reads those ulps through the error estimate, a
 # difference of nearly equal numbers (~1e-9 of the state), so step sizes differ by ~1e-8 relative; the solutions
 # then differ by no more than the integrator's own error (rtol 1e-9) times a modest growth: 1e-6 is a safe bound.
 TWIN_RTOL = 1e-6
@@ -30,7 +31,7 @@ TWIN_RTOL = 1e-6
 # lists of floats, with the sympy flows lambdified for the math module (not the module's jitted copies).
 # --------------------------------------------------------------------------------------------------------------
 def _twin_functions(model: A.ReducedModel, order_args: tuple[sp.Symbol, ...]):
-    f = sp.lambdify((*model.state, *model.params), model.flow, modules="math", cse=True)  # same ops as the kernel
+    f = sp.lambdify((*model.state, *model.params), model.flow, modules="math", cse=True)
     o = sp.lambdify(order_args, model.order, modules="math")
     return f, o
 
@@ -130,7 +131,8 @@ def singh_cases(draw):
 
 @given(singh_cases())
 def test_singh_numba_matches_python_twin(case):
-    """The prange grid kernel equals the plain-Python twin, step for step, on hypothesis-drawn cells."""
+    """theory.ode.integrate_cells on the anchor equals the plain-Python twin, step for step, on hypothesis-drawn
+    cells."""
     y0, n, clamped, t_max, until = case
     res = A.singh_plateau(y0, n, t_max, clamped=clamped, until_crossing=until, rtol=1e-9, atol=1e-12)
     p = [float(n)] + [0.0 if c else 1.0 for c in clamped]
@@ -268,6 +270,14 @@ def test_singh_clamping_two_factors_shortens_the_plateau(init):
     assert ratio > 50, ratio
     if init == "aligned":  # 4e-8 or better measured at the default rtol (theory.anchors.RTOL): 25 times inside
         assert clamped.plateau[0] == pytest.approx(float(A.singh_escape_time(n, sigma, clamped=True)), rel=1e-6)
+
+
+def test_a_flow_that_leaves_the_finite_range_ends_the_cell_not_ok():
+    """Factors of 1e60 overflow the flow (products of 1e120 cubed): the integrator ends the cell at once, flagged,
+    instead of accepting NaN steps at the smallest step size until its budget (10 million steps) runs out."""
+    res = A.singh_plateau(np.array([1e60] * 3 + [1e120] * 3), 4, 10.0)
+    assert not res.ok[0] and np.isnan(res.plateau[0])
+    assert res.steps[0] < 1000  # a step size shrinking by 5 per rejection reaches 1e-12 within tens of steps
 
 
 def test_singh_norm_differences_are_conserved():
