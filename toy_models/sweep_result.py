@@ -182,8 +182,9 @@ def summary_rows(result: SweepResult, theory: TheoryComparison) -> list[list[str
     phase (its row missing from the files it was read from, see :func:`load_sweep`) has no row."""
     cfg = result.config
     rows = []
+    none = dict.fromkeys(PREDICTION_KEYS)
     for c, cell in enumerate(cfg.cells()):
-        pred = theory.predictions[c]
+        pred = theory.predictions[c] if c < len(theory.predictions) else none  # a theory.json cut short
         pt = pred["transition_step"]
         for s, seed in enumerate(cfg.seeds):
             if not result.phases[c][s]:
@@ -199,7 +200,7 @@ def summary_rows(result: SweepResult, theory: TheoryComparison) -> list[list[str
                     _accuracy_text(result.finals[c, s, 0]),
                     _accuracy_text(result.finals[c, s, 1]),
                     "" if pt is None else f"{pt:.1f}",
-                    str(pred["phase"]),
+                    pred["phase"] or "",
                     str(int(result.diverged[c, s])),
                 ]
             )

@@ -265,6 +265,12 @@ def test_load_sweep_keeps_missing_rows_empty_and_names_unreadable_files(tmp_path
     assert write_report(out).is_file()
     with pytest.raises(TypeError, match="both"):
         write_report(out, result=result)
+    cut = json.loads((out / "theory.json").read_text())
+    cut["predictions"] = [{"phase": None}]  # one prediction for 4 cells, and that one without a phase
+    (out / "theory.json").write_text(json.dumps(cut))
+    rows = summary_rows(*load_sweep(out)[:2])
+    assert len(rows) == 6 and {r[-2] for r in rows} == {""}  # no prediction reads as empty, as csv writes None
+    assert write_report(out).is_file()
     recorded = json.loads((out / "theory.json").read_text())
     recorded["calibration"]["bogus"] = 1.0
     (out / "theory.json").write_text(json.dumps(recorded))
