@@ -123,7 +123,6 @@ DIVERGENCE_FACTOR = 10.0
 
 
 # --- losses --------------------------------------------------------------------------------------------------
-#: the training kind of each data family: what the model reads and where its loss is taken
 def data_stream(task: ClassificationTask | TokenStreamTask | MarkovTask, seed: int) -> DataStream:
     """The data stream of one model on ``task`` (:mod:`toy_models.tasks`)."""
     cls = {"classification": ClassificationStream, "tokens": TokenStream, "markov": MarkovStream}[task_kind(task)]
@@ -687,7 +686,7 @@ class _Loop:
         while self.step < tcfg.steps:
             # The first chunk of a long run may time the candidate executions (see Engine.choose).
             probe = (tcfg.steps - self.step) >= _PROBE_MIN_CHUNKS * tcfg.chunk
-            t_chunk = time.perf_counter()
+            t_chunk, drawn = time.perf_counter(), self.clock["data"]
             self.state, losses = self.engine.run_chunk(self.state, data, probe=probe, consts=self.consts)  # async
             more = self.step + n < tcfg.steps
             if more:  # ... so the next chunk is drawn on the host while this one trains
@@ -699,7 +698,10 @@ class _Loop:
                 # 0.24 s the sampling), while an accelerator overlaps it with the chunk.
                 data = self.on_scan(host)
             losses = np.asarray(losses, dtype=np.float64)  # waits for the chunk
-            self.clock["first_chunk" if first else "train_wait"] += time.perf_counter() - (t_chunk if first else t_wait)
+            if first:  # from the dispatch on, less the next chunk's drawing (already on the data clock)
+                self.clock["first_chunk"] += time.perf_counter() - t_chunk - (self.clock["data"] - drawn)
+            else:
+                self.clock["train_wait"] += time.perf_counter() - t_wait
             first = False
             self.after_chunk(losses, n)
             if bar is not None:
