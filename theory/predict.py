@@ -46,7 +46,7 @@ from zipfhead.theory.reduced import ReducedParams
 from zipfhead.theory.reduced_markov import MarkovCases, integrate_markov, markov_cases, stream_cases
 from zipfhead.theory.reduced_markov import closed_form as closed_form_mixture
 from zipfhead.theory.reduced_v2 import CasesV2, ParamsV2, cases_v2, integrate_v2
-from zipfhead.theory.schedule import Observation, Schedule
+from zipfhead.theory.schedule import LR_MAX, MAX_WEIGHT_DECAY, Observation, Schedule
 from zipfhead.theory.transition import curve_phase_flags
 
 __all__ = [
@@ -68,9 +68,6 @@ __all__ = [
 #: in-weights accuracy at which in-weights learning counts as formed (chance is 1 / L)
 IWL_THRESHOLD = 0.5
 DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")
-#: the largest learning rate the theory predicts for (a flow-time horizon of tau x lr x steps: far past what the
-#: reduced model was fitted on; the toys diverge long before)
-LR_MAX = 10.0
 #: distinct distributions from which every constant is fitted; with 3 to 7, time_scale, iw_speed and spread are
 #: (kappa and leak keep the packaged values), with fewer only time_scale: a handful of cells cannot pin five
 #: constants (the demo's 4 calibration cells alone picked iw_speed = 1, kappa = 16)
@@ -327,7 +324,10 @@ def predict_many(
     cal = load_calibration() if calibration is None else calibration
     steps = check_int("steps", steps, 1)
     lrs = [check_real("lr", v, 0.0, LR_MAX, low_open=True) for v in _per_task("lr", lr, len(tasks))]
-    wds = [check_real("weight_decay", v, 0.0, 10.0) for v in _per_task("weight_decay", weight_decay, len(tasks))]
+    wds = [
+        check_real("weight_decay", v, 0.0, MAX_WEIGHT_DECAY)
+        for v in _per_task("weight_decay", weight_decay, len(tasks))
+    ]
     check_int("n_times", n_times, 4)
     horizons = [cal.time_scale * v * steps for v in lrs]
     if optimizer not in ("adam", "sgd"):

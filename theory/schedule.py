@@ -16,12 +16,17 @@ from typing import Any
 from zipfhead.theory._validate import check_choice, check_int, check_real
 from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
 
-__all__ = ["DECAY_ON", "OPTIMIZERS", "Observation", "Schedule"]
+__all__ = ["DECAY_ON", "LR_MAX", "MAX_LR", "MAX_WEIGHT_DECAY", "OPTIMIZERS", "Observation", "Schedule"]
 
 #: the optimisers: ``adam`` (AdamW when weight_decay > 0) or ``sgd`` (with momentum)
 OPTIMIZERS = ("adam", "sgd")
 #: which weights decay: ``all``, or ``attention`` (the heads only: the in-context path)
 DECAY_ON = ("all", "attention")
+#: the largest learning rate and weight decay a schedule takes (every config that sets one checks against these)
+MAX_LR, MAX_WEIGHT_DECAY = 1e3, 10.0
+#: the largest learning rate the theory predicts for (a flow-time horizon of tau x lr x steps: far past what the
+#: reduced model was fitted on; the toys diverge long before)
+LR_MAX = 10.0
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,10 @@ class Schedule:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
-        set_(self, "lr", check_real("lr", self.lr, 0.0, 1e3, low_open=True))
+        set_(self, "lr", check_real("lr", self.lr, 0.0, MAX_LR, low_open=True))
         set_(self, "steps", check_int("steps", self.steps, 1, 10**9))
         set_(self, "batch_size", check_int("batch_size", self.batch_size, 1, 1 << 20))
-        set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0, 10.0))
+        set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0, MAX_WEIGHT_DECAY))
         set_(self, "decay_on", check_choice("decay_on", self.decay_on, DECAY_ON))
 
     def to_dict(self) -> dict[str, Any]:

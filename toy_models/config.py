@@ -13,7 +13,7 @@ from typing import Any
 
 from zipfhead.theory._validate import check_choice, check_int, check_real
 from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
-from zipfhead.theory.schedule import Schedule
+from zipfhead.theory.schedule import MAX_LR, MAX_WEIGHT_DECAY, Schedule
 
 __all__ = [
     "POSITIONAL",
@@ -217,9 +217,9 @@ class RunConfig:
         for s in self.seeds:
             check_int("seed", s, 0, 2**63 - 1)
         for lr in self.lrs:
-            check_real("lrs", lr, 0.0, 1e3, low_open=True)
+            check_real("lrs", lr, 0.0, MAX_LR, low_open=True)
         for wd in self.weight_decays:
-            check_real("weight_decays", wd, 0.0, 10.0)
+            check_real("weight_decays", wd, 0.0, MAX_WEIGHT_DECAY)
         if self.weight_decays and len(self.weight_decays) != len(self.tasks):
             raise ValueError(
                 f"weight_decays has {len(self.weight_decays)} values for {len(self.tasks)} tasks: give none or one "
@@ -248,15 +248,12 @@ class RunConfig:
     @property
     def kind(self) -> str:
         """``classification``, ``tokens`` or ``markov``."""
-        return _KIND_OF[type(self.task)]
+        return task_kind(self.task)
 
     @property
     def model_lrs(self) -> list[float]:
         """Learning rate of each model."""
-        if self.tasks:
-            lrs = self.lrs or (self.train.lr,) * len(self.tasks)
-            return [lr for lr in lrs for _ in self.seeds]
-        lrs = self.lrs or (self.train.lr,)
+        lrs = self.lrs or (self.train.lr,) * max(1, len(self.tasks))
         return [lr for lr in lrs for _ in self.seeds]
 
     @property

@@ -20,6 +20,7 @@ import numpy as np
 
 from zipfhead.theory._validate import check_real
 from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask, config_from_dict
+from zipfhead.theory.schedule import MAX_LR, MAX_WEIGHT_DECAY
 from zipfhead.toy_models.config import ModelConfig, RunConfig, TrainConfig, io_shape, shape_signature
 
 __all__ = [
@@ -110,8 +111,8 @@ class SweepConfig:
                 raise ValueError(f"seeds has the value {seed!r}: every seed must be a whole number >= 0")
         for cell in self.cells():  # every cell must be valid: fail before training anything
             self.cell_task(cell)
-            check_real("lr", self.cell_lr(cell), 0.0, 1e3, low_open=True)
-            check_real("weight_decay", self.cell_weight_decay(cell), 0.0, 10.0)
+            check_real("lr", self.cell_lr(cell), 0.0, MAX_LR, low_open=True)
+            check_real("weight_decay", self.cell_weight_decay(cell), 0.0, MAX_WEIGHT_DECAY)
 
     @property
     def axis_names(self) -> list[str]:
