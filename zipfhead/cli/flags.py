@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
-from zipfhead.theory.schedule import Schedule
+from zipfhead.theory.schedule import LR_MAX, Schedule
 from zipfhead.toy_models.config import ModelConfig, TrainConfig
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "add_distribution_flags",
     "add_train_flags",
     "field_docs",
+    "pick",
     "task_from_args",
     "tasks_from_args",
 ]
@@ -42,6 +43,7 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def _plain(text: str) -> str:
     """Docstring markup as plain text: ``x`` -> x, :role:`a.b.C` -> C."""
+    text = re.sub(r"\s*\(:data:`[^`]+`\)|;\s*:data:`[^`]+`", "", text)  # "(:data:`SAMPLERS`)": the code's name
     text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([\w]+)`", r"\1", text)
     return text.replace("``", "")
 
@@ -71,7 +73,8 @@ def field_docs(cls: type) -> dict[str, str]:
 def add_config_flags(parser: Any, configs: Sequence[type], names: Sequence[str], notes: dict[str, str] | None = None):
     """One flag per field ``name`` of the dataclasses ``configs`` (the first that has it gives its type and help).
 
-    Every flag defaults to None, so that an unset flag keeps the config's own default; the help shows that default
+    Every flag defaults to None (a switch to False), so that an unset flag keeps the config's own default; the help
+    shows that default
     in brackets (each config's where they differ), or ``notes[name]`` where the command has a rule of its own.
     Boolean fields become switches (``--name`` sets True).
     """
@@ -106,7 +109,8 @@ def add_distribution_flags(parser: argparse.ArgumentParser) -> None:
     add_config_flags(g, configs, list(names))
 
 
-def _pick(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+def pick(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The flags among ``names`` that were given (not None), by name: the keyword arguments of a config."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -114,19 +118,15 @@ def tasks_from_args(args: argparse.Namespace):
     """(ClassificationTask, TokenStreamTask) from the flags; unset flags keep the configs' defaults. The
     Markov-only flags (``--k``, ``--beta``) are checked too, whatever the task: a bad value is an error even where
     the command would not use it."""
-    from zipfhead.theory.distributions import ClassificationTask, MarkovTask, TokenStreamTask
-
-    MarkovTask(**_pick(args, ("k", "beta")))
-    return ClassificationTask(**_pick(args, _CLASSIFICATION_FLAGS)), TokenStreamTask(**_pick(args, _TOKEN_FLAGS))
+    MarkovTask(**pick(args, ("k", "beta")))
+    return ClassificationTask(**pick(args, _CLASSIFICATION_FLAGS)), TokenStreamTask(**pick(args, _TOKEN_FLAGS))
 
 
 def task_from_args(args: argparse.Namespace):
     """The distribution that ``--task`` (classification, tokens or markov) and its flags describe."""
     cls_task, tok_task = tasks_from_args(args)
     if args.task == "markov":
-        from zipfhead.theory.distributions import MarkovTask
-
-        return MarkovTask(**_pick(args, _MARKOV_FLAGS))
+        return MarkovTask(**pick(args, _MARKOV_FLAGS))
     return cls_task if args.task == "classification" else tok_task
 
 
@@ -155,7 +155,8 @@ def add_train_flags(parser: argparse.ArgumentParser, theory_only: bool = False) 
     add_config_flags(parser.add_argument_group("model"), [ModelConfig], keep(MODEL_FLAGS), _TRAIN_NOTES)
     g = parser.add_argument_group("training")
     # predict's schedule is the theory's own record (the same fields, defaults and help as TrainConfig's)
-    add_config_flags(g, [Schedule] if theory_only else [TrainConfig], keep(TRAIN_FLAGS))
+    notes = {"lr": f"{Schedule.lr:g}; the theory predicts for lr <= {LR_MAX:g}"} if theory_only else None
+    add_config_flags(g, [Schedule] if theory_only else [TrainConfig], keep(TRAIN_FLAGS), notes)
     if not theory_only:
         g.add_argument(
             "--lrs", type=float, nargs="+", default=None, help="several learning rates: one model per lr x seed"

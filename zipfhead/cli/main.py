@@ -86,7 +86,8 @@ def reexec_with_allocator_tunables() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``zipfhead``; returns the exit status (0, or 2 for bad input).
 
-    From the command line (``argv`` None), ``train`` and ``bench`` first restart the process with glibc's
+    From the command line (``argv`` None), the commands that run JAX (train, bench, sweep, merge, experiment)
+    first restart the process with glibc's
     allocator tuned (see :func:`reexec_with_allocator_tunables`; ZIPFHEAD_NO_REEXEC=1 turns that off).
     """
     use_every_core()

@@ -8,7 +8,13 @@ import json
 import os
 from typing import Any
 
+from zipfhead.cli.flags import add_config_flags, pick
+from zipfhead.toy_models.config import TrainConfig
+
 __all__ = ["add_sweep_parsers", "out_dir"]
+
+#: the training fields a sweep's flags may override (the rest come from the preset or grid file)
+_TRAIN_OVERRIDES = ("steps", "lr", "eval_every", "sampler")
 
 
 def _parse_axis(spec: str) -> tuple[str, tuple[float, ...]]:
@@ -62,9 +68,7 @@ def sweep_config_from_args(args: argparse.Namespace):
         changes["seeds"] = tuple(args.seeds)
     if args.calibration_cells is not None:
         changes["calibration"] = args.calibration_cells
-    train_changes = {
-        k: getattr(args, k) for k in ("steps", "lr", "eval_every", "sampler") if getattr(args, k) is not None
-    }
+    train_changes = pick(args, _TRAIN_OVERRIDES)
     if train_changes:
         changes["train"] = dataclasses.replace(cfg.train, **train_changes)
     return dataclasses.replace(cfg, **changes) if changes else cfg
@@ -104,8 +108,6 @@ def _given_calibration(args: argparse.Namespace, out: str):
     (theory.json and the report name nothing outside the directory's own tree by an absolute path)."""
     if getattr(args, "calibration", None) is None:
         return None
-    import os
-
     from zipfhead.theory.predict import load_calibration
 
     return load_calibration(args.calibration, label=os.path.relpath(os.path.abspath(args.calibration), out))
@@ -149,7 +151,6 @@ def add_sweep_parsers(sub: Any) -> None:
 
 
 def _add_sweep_parser(sub: Any) -> None:
-    from zipfhead.toy_models.config import SAMPLERS
     from zipfhead.toy_models.presets import CALIBRATION_CELLS, PRESETS
 
     p = sub.add_parser("sweep", help="phase-diagram sweep: toys trained as vmapped batches, theory beside each cell")
@@ -158,15 +159,7 @@ def _add_sweep_parser(sub: Any) -> None:
     p.add_argument("--grid", default=None, help="a TOML or JSON grid file (overrides the preset's axes)")
     p.add_argument("--axis", action="append", default=None, metavar="NAME=V1,V2,...", help="an axis (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds per cell [preset's]")
-    p.add_argument("--steps", type=int, default=None, help="training steps [preset's]")
-    p.add_argument("--lr", type=float, default=None, help="learning rate [preset's]")
-    p.add_argument("--eval_every", "--eval-every", type=int, default=None, help="steps between evaluations")
-    p.add_argument(
-        "--sampler",
-        choices=SAMPLERS,
-        default=None,
-        help="where training batches are drawn: host (Numba) or device (JAX, inside the compiled chunk) [preset's]",
-    )
+    add_config_flags(p, [TrainConfig], _TRAIN_OVERRIDES, dict.fromkeys(_TRAIN_OVERRIDES, "preset's"))
     p.add_argument(
         "--calibration-cells",
         "--calibration_cells",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from zipfhead.cli.flags import add_distribution_flags, add_train_flags, task_from_args, tasks_from_args
+from zipfhead.cli.flags import add_distribution_flags, add_train_flags, pick, task_from_args, tasks_from_args
 from zipfhead.theory.schedule import Schedule
 
 __all__ = ["add_calibrate_parser", "add_predict_parser", "add_stats_parser"]
@@ -139,7 +139,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     task = task_from_args(args)
     cal = load_calibration(args.calibration)
-    given = {n: getattr(args, n) for n in SCHEDULE_FIELDS if getattr(args, n, None) is not None}
+    given = pick(args, SCHEDULE_FIELDS)
     kw: dict[str, Any] = Schedule(**given).to_dict() | {"calibration": cal}
     if getattr(args, "n_layers", None) is not None:
         kw["n_layers"] = args.n_layers

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from zipfhead.cli.flags import MODEL_FLAGS, TRAIN_FLAGS, add_distribution_flags, add_train_flags, task_from_args
+from zipfhead.cli.flags import MODEL_FLAGS, TRAIN_FLAGS, add_distribution_flags, add_train_flags, pick, task_from_args
 
 __all__ = ["add_bench_parser", "add_train_parser", "run_config_from_args"]
 
@@ -69,14 +69,17 @@ def run_config_from_args(args: argparse.Namespace):
 
     task = task_from_args(args)
     n_ctx, d_vocab, d_vocab_out = io_shape(task)
-    model_kw = {n: getattr(args, n) for n in MODEL_FLAGS if getattr(args, n) is not None}
+    model_kw = pick(args, MODEL_FLAGS)
     model_kw.setdefault("positional", "onehot" if args.task == "classification" else "learned")
     if model_kw["positional"] == "onehot":
-        model_kw.setdefault("d_model", max(64, n_ctx + 32))
+        model_kw.setdefault("d_model", max(ModelConfig.d_model, n_ctx + 32))
     model = ModelConfig(n_ctx=n_ctx, d_vocab=d_vocab, d_vocab_out=d_vocab_out, **model_kw)
-    train_kw = {n: getattr(args, n) for n in TRAIN_FLAGS if getattr(args, n) is not None}
     return RunConfig(
-        task=task, model=model, train=TrainConfig(**train_kw), seeds=tuple(args.seeds), lrs=tuple(args.lrs or ())
+        task=task,
+        model=model,
+        train=TrainConfig(**pick(args, TRAIN_FLAGS)),
+        seeds=tuple(args.seeds),
+        lrs=tuple(args.lrs or ()),
     )
 
 
@@ -123,7 +126,7 @@ def add_train_parser(sub: Any) -> None:
 
 def add_bench_parser(sub: Any) -> None:
     """``zipfhead bench``."""
-    bench = sub.add_parser("bench", help="benchmarks: sampler throughput and statistic cost")
+    bench = sub.add_parser("bench", help="benchmarks: samplers and statistics, the theory, training, the sweep")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     bench.add_argument(
         "--part", choices=("data", "theory", "training", "sweep", "all"), default="all", help="which benchmarks [all]"
