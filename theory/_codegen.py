@@ -1,4 +1,4 @@
-"""Numba kernels generated from sympy expressions: the one code generator of the reduced models."""
+"""Numba kernels generated from sympy expressions: the one code generator of the reduced models and the anchors."""
 
 from __future__ import annotations
 

@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from zipfhead.theory.distributions import ClassificationTask, TokenStreamTask
+from zipfhead.toy_models.config import io_shape
 from zipfhead.toy_models.model import ModelConfig
 from zipfhead.toy_models.sweep import format_profile, preset
-from zipfhead.toy_models.tasks import ClassificationStream, derive_seed
+from zipfhead.toy_models.tasks import derive_seed
 from zipfhead.toy_models.train import (
     RunConfig,
     TrainConfig,
@@ -103,8 +104,8 @@ def _token_run(batch: int, models: int = 1) -> RunConfig:
 
 def _classification_run(models: int = 1) -> RunConfig:
     task = ClassificationTask()
-    s = ClassificationStream(task, 0)
-    model = ModelConfig(n_ctx=s.n_ctx, d_vocab=s.d_vocab, d_vocab_out=s.d_vocab_out, d_model=128, positional="onehot")
+    n_ctx, d_vocab, d_vocab_out = io_shape(task)
+    model = ModelConfig(n_ctx=n_ctx, d_vocab=d_vocab, d_vocab_out=d_vocab_out, d_model=128, positional="onehot")
     return RunConfig(task=task, model=model, train=TrainConfig(batch_size=64), seeds=tuple(range(models)))
 
 

@@ -52,6 +52,7 @@ from zipfhead.toy_models.sweep_result import (
     GroupTime,
     SweepResult,
     TheoryComparison,
+    as_float,
     as_written,
     load_sweep,
     read_group_times,
@@ -207,7 +208,7 @@ def _data(result: SweepResult, theory: TheoryComparison) -> dict[str, Any]:
         "final_icl": written.finals[:, :, 0],
         "final_iwl": written.finals[:, :, 1],
         "phases": phases,
-        "pred_step": np.array([_float(p.get("transition_step")) if p else math.nan for p in preds]),
+        "pred_step": np.array([as_float(p.get("transition_step")) if p else math.nan for p in preds]),
         "pred_phase": [str(p.get("phase") or "") if p else "" for p in preds],
         "pred_phase_cf": [str(p.get("phase_closed_form") or "") if p else "" for p in preds],
         "calib": {int(c) for c in th["calibration_cells"]},
@@ -222,15 +223,6 @@ def _as_json(d: dict[str, Any]) -> dict[str, Any]:
 
 def _pad(items: Sequence[Any], n: int) -> list[tuple[int, Any]]:
     return [(i, items[i] if i < len(items) else None) for i in range(n)]
-
-
-def _float(x: Any) -> float:
-    if x is None or x == "":
-        return math.nan
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _fmt(x: Any) -> str:
@@ -329,7 +321,7 @@ def _scores_context(data: dict[str, Any]) -> dict[str, Any]:
 
     def boot(d: dict[str, Any] | None, value: Any = None) -> list[Any]:
         d = d or {}
-        return [_float(d.get("value", value)), _float(d.get("lo")), _float(d.get("hi"))]
+        return [as_float(d.get("value", value)), as_float(d.get("lo")), as_float(d.get("hi"))]
 
     ceiling_rows = [
         [
@@ -346,7 +338,7 @@ def _scores_context(data: dict[str, Any]) -> dict[str, Any]:
     per_seed = []
     for key, label in _SCORE_LABELS.items():
         d = scores.get(key) or {}
-        per_seed.append([label, _float(d.get("median")), _float(d.get("min")), _float(d.get("max"))])
+        per_seed.append([label, as_float(d.get("median")), as_float(d.get("min")), as_float(d.get("max"))])
     calib = sorted(data["calib"])
     labels = [f"{c} ({_cell_label(data['axes'], data['shape'], c)})" for c in calib if c < data["C"]]
     return {

@@ -202,9 +202,6 @@ def run_sweep(
     return scores
 
 
-#: the parts of a sweep's wall time in :func:`write_profile` (the training loop's, see ``RunResult.timings``)
-
-
 def write_profile(out_dir: str | Path, finish_seconds: float) -> dict[str, Any]:
     """``profile.json``: where a finished sweep's wall time went, in seconds: each part of
     :data:`toy_models.train.TIMING_PARTS` summed over the groups' training loops (from their ``result.json``;

@@ -33,6 +33,7 @@ __all__ = [
     "GroupTime",
     "SweepResult",
     "TheoryComparison",
+    "as_float",
     "as_written",
     "load_sweep",
     "read_group_times",
@@ -157,13 +158,14 @@ def _accuracy_text(x: float) -> str:
     return f"{x:.4f}"
 
 
-def _number(text: str | None) -> float:
-    """A number of summary.csv read back: NaN where the field is empty, missing or not a number."""
-    if not text:
+def as_float(x: Any) -> float:
+    """A number read back from a run's files (a CSV field or a JSON value): NaN where it is empty, missing (None)
+    or not a number."""
+    if x is None or x == "":
         return math.nan
     try:
-        return float(text)
-    except ValueError:
+        return float(x)
+    except (TypeError, ValueError):
         return math.nan
 
 
@@ -211,8 +213,8 @@ def as_written(result: SweepResult) -> SweepResult:
     """``result`` with its measured transition steps (C, S) and final accuracies (C, S, 2) rounded as
     ``summary.csv`` writes them (0.1 step, 4 decimals): the records :func:`load_sweep` reads back from the files
     written from ``result`` (records read back are unchanged by it)."""
-    step = np.vectorize(lambda x: _number(_step_text(x)), otypes=[np.float64])
-    accuracy = np.vectorize(lambda x: _number(_accuracy_text(x)), otypes=[np.float64])
+    step = np.vectorize(lambda x: as_float(_step_text(x)), otypes=[np.float64])
+    accuracy = np.vectorize(lambda x: as_float(_accuracy_text(x)), otypes=[np.float64])
     return dataclasses.replace(result, measured=step(result.measured), finals=accuracy(result.finals))
 
 
@@ -279,8 +281,8 @@ def _read_summary(
         c, s = _integer(r.get("cell")), slot.get(_integer(r.get("seed")))
         if c is None or s is None or not 0 <= c < C:
             continue
-        measured[c, s] = _number(r.get("measured_transition_step"))
-        finals[c, s] = (_number(r.get(f"final_{headline}")), _number(r.get("final_iwl_acc")))
+        measured[c, s] = as_float(r.get("measured_transition_step"))
+        finals[c, s] = (as_float(r.get(f"final_{headline}")), as_float(r.get("final_iwl_acc")))
         phases[c][s] = r.get("measured_phase") or ""
         diverged[c, s] = (r.get("diverged") or "0") in ("1", "True", "true")
     return headline, measured, finals, phases, diverged

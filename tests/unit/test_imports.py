@@ -12,8 +12,12 @@ from scipy.sparse.csgraph import connected_components
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the folders of the zipfhead namespace and the module names they install as (pyproject.toml's package-dir)
-PACKAGES = {"zipfhead": "zipfhead", "zipfhead/cli": "zipfhead.cli", "theory": "zipfhead.theory"}
-PACKAGES["toy_models"] = "zipfhead.toy_models"
+PACKAGES = {
+    "zipfhead": "zipfhead",
+    "zipfhead/cli": "zipfhead.cli",
+    "theory": "zipfhead.theory",
+    "toy_models": "zipfhead.toy_models",
+}
 
 
 def modules() -> dict[str, Path]:
